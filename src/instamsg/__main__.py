@@ -1,0 +1,3 @@
+from instamsg.cli.main import main
+
+main()

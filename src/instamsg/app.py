@@ -1,0 +1,314 @@
+"""Composition root: builds the store, services, broker and REST API, and owns their lifecycle.
+
+start → (listeners bound) → server.json + "ready" → run → SIGTERM/SIGINT → drain → flush → stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from instamsg.broker import BrokerNode, BrokerSettings, ClientRecord, Directory, TenantRecord
+from instamsg.domain.clients import Client
+from instamsg.domain.clock import utc_now
+from instamsg.domain.tenants import Tenant
+from instamsg.pki import CertificateAuthority, default_server_hostnames, server_ssl_contexts
+from instamsg.rest.app import create_app
+from instamsg.rest.dependencies import Services
+from instamsg.services.apps import AppService
+from instamsg.services.clients import ClientService
+from instamsg.services.ports import LiveRegistry
+from instamsg.services.tenants import TenantService
+from instamsg.settings import Settings
+from instamsg.store.repositories import clients as client_repository
+from instamsg.store.repositories import tenants as tenant_repository
+from instamsg.store.repositories import traffic as traffic_repository
+from instamsg.store.repositories.traffic import TrafficDelta
+from instamsg.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def client_record(client: Client) -> ClientRecord:
+    return ClientRecord(
+        uuid=client.id,
+        tenant_id=client.tenant_id,
+        auth_token=client.auth_token,
+        pub_topics=client.pub_topics,
+        sub_topics=client.sub_topics,
+        blocked=client.blocked,
+        secure_cert_enabled=client.secure_cert_enabled,
+        client_type=client.type.value,
+    )
+
+
+def tenant_record(tenant: Tenant) -> TenantRecord:
+    return TenantRecord(
+        id=tenant.id,
+        active=tenant.active,
+        max_messages=tenant.max_messages,
+        messages_used=tenant.messages_used,
+    )
+
+
+class BrokerRegistry(LiveRegistry):
+    """Keeps the broker's Directory in step with every change the services commit (spec C24)."""
+
+    def __init__(self, directory: Directory, node: BrokerNode):
+        self.directory = directory
+        self.node = node
+
+    def client_changed(self, client: Client, tenant: Tenant) -> None:
+        if self.directory.get_tenant(tenant.id) is None:
+            self.directory.upsert_tenant(tenant_record(tenant))
+        self.directory.upsert_client(client_record(client))
+
+    def client_removed(self, client_id: str) -> None:
+        self.directory.remove_client(client_id)
+
+    def tenant_changed(self, tenant: Tenant) -> None:
+        # messages_used in storage lags the broker's exact in-memory count; never move it backwards.
+        used = max(tenant.messages_used, self.directory.messages_used(tenant.id))
+        self.directory.upsert_tenant(
+            TenantRecord(
+                id=tenant.id, active=tenant.active, max_messages=tenant.max_messages, messages_used=used
+            )
+        )
+
+    def tenant_removed(self, tenant_id: str) -> None:
+        self.directory.remove_tenant(tenant_id)
+
+    def is_online(self, client_id: str) -> bool:
+        return client_id in self.node.channels
+
+
+def build_services(store: Store, registry: LiveRegistry, settings: Settings) -> Services:
+    return Services(
+        apps=AppService(store, token_lifetime_seconds=settings.access_token_lifetime_seconds),
+        tenants=TenantService(store, registry),
+        clients=ClientService(store, registry),
+    )
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the platform decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class Platform:
+    """One InstaMsg node: everything `instamsg serve` runs."""
+
+    settings: Settings
+    store: Store | None = None
+    node: BrokerNode | None = None
+    ports: dict[str, int | None] = field(default_factory=dict)
+    _http: _EmbeddedUvicorn | None = None
+    _http_task: asyncio.Task[None] | None = None
+    _meter_task: asyncio.Task[None] | None = None
+    directory: Directory | None = None
+    _pending_traffic: dict[str, list[int]] = field(default_factory=dict)
+    _written_usage: dict[str, int] = field(default_factory=dict)
+    _unwritten_usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server_json_path(self) -> Path:
+        return self.settings.data_dir / "server.json"
+
+    async def start(self) -> dict[str, int | None]:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.from_url(settings.resolved_database_url())
+        await self.store.upgrade()
+
+        ca = CertificateAuthority(settings.data_dir / "pki")
+        directory = self.directory = Directory()
+        async with self.store.read() as connection:
+            tenants = await tenant_repository.list_all_tenants(connection)
+            clients = await client_repository.list_all_clients(connection)
+        directory.load(
+            [tenant_record(tenant) for tenant in tenants], [client_record(client) for client in clients]
+        )
+
+        tls_needed = settings.mqtts_port is not None or settings.wss_port is not None
+        ssl_context = wss_ssl_context = None
+        if tls_needed:
+            ssl_context, wss_ssl_context = server_ssl_contexts(
+                ca,
+                settings.data_dir / "pki",
+                certificate=settings.tls_cert,
+                key=settings.tls_key,
+                hostnames=default_server_hostnames(settings.tls_hostname),
+            )
+        self.node = BrokerNode(
+            BrokerSettings(
+                host=settings.host,
+                mqtt_port=settings.mqtt_port,
+                mqtts_port=settings.mqtts_port,
+                ws_port=settings.ws_port,
+                wss_port=settings.wss_port,
+                ssl_context=ssl_context,
+                wss_ssl_context=wss_ssl_context,
+                max_packet_size=settings.max_packet_size,
+                max_inflight=settings.max_inflight_messages,
+                max_queued_messages=settings.max_queued_messages,
+            ),
+            directory,
+        )
+        services = build_services(self.store, BrokerRegistry(directory, self.node), settings)
+        broker_ports = await self.node.start()
+
+        http_port: int | None = None
+        if settings.http_port is not None:
+            api = create_app(
+                services,
+                max_body_bytes=settings.max_request_body_bytes,
+                ca_certificate_pem=ca.certificate_pem,
+            )
+            http_socket = _bind(settings.host, settings.http_port)
+            http_port = http_socket.getsockname()[1]
+            config = uvicorn.Config(
+                api, lifespan="off", log_config=None, access_log=False, server_header=False
+            )
+            self._http = _EmbeddedUvicorn(config)
+            self._http_task = asyncio.create_task(self._http.serve(sockets=[http_socket]), name="http")
+            while not self._http.started:
+                if self._http_task.done():
+                    await self._http_task
+                    raise RuntimeError("the HTTP server stopped during start-up")
+                await asyncio.sleep(0.01)
+
+        self._meter_task = asyncio.create_task(self._flush_meters_periodically(), name="meters")
+        self.ports = {
+            "http": http_port,
+            **{name: broker_ports.get(name) for name in ("mqtt", "mqtts", "ws", "wss")},
+        }
+        self._write_server_json()
+        logger.info(
+            "ready %s data_dir=%s",
+            " ".join(f"{name}={port if port is not None else 'off'}" for name, port in self.ports.items()),
+            settings.data_dir,
+        )
+        return self.ports
+
+    def _write_server_json(self) -> None:
+        content = json.dumps({"pid": os.getpid(), **self.ports})
+        temporary = self.server_json_path.with_suffix(".json.tmp")
+        temporary.write_text(content)
+        # Atomic: tooling polling for the file never reads half of it.
+        temporary.replace(self.server_json_path)
+
+    async def _flush_meters_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.meter_flush_interval_seconds)
+            try:
+                await self.flush_meters()
+            except Exception:
+                logger.exception("meter_flush_failed")
+
+    async def flush_meters(self) -> None:
+        """Move the broker's counters to storage: hourly traffic per client, and tenants' usage."""
+        if self.node is None or self.store is None or self.directory is None:
+            return
+        deltas = self.node.take_meter_deltas()
+        for client_id, delta in deltas.clients.items():
+            pending = self._pending_traffic.setdefault(client_id, [0, 0, 0, 0])
+            pending[0] += delta.messages_in
+            pending[1] += delta.bytes_in
+            pending[2] += delta.messages_out
+            pending[3] += delta.bytes_out
+        usage = {
+            tenant_id: self.directory.messages_used(tenant_id)
+            for tenant_id in set(deltas.tenants) | set(self._unwritten_usage)
+        }
+        usage = {
+            tenant_id: used for tenant_id, used in usage.items() if used != self._written_usage.get(tenant_id)
+        }
+        if not self._pending_traffic and not usage:
+            return
+        traffic = [TrafficDelta(client_id, *counts) for client_id, counts in self._pending_traffic.items()]
+        hour_start = utc_now().replace(minute=0, second=0, microsecond=0)
+        try:
+            async with self.store.write() as connection:
+                await traffic_repository.add_hourly_traffic(connection, hour_start, traffic)
+                for tenant_id, used in usage.items():
+                    await traffic_repository.raise_messages_used(connection, tenant_id, used)
+        except Exception:
+            # Counters stay pending and are retried on the next tick: nothing metered is dropped.
+            self._unwritten_usage.update(usage)
+            raise
+        self._pending_traffic.clear()
+        self._unwritten_usage.clear()
+        self._written_usage.update(usage)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain, flush everything pending to storage, close."""
+        if self._meter_task is not None:
+            self._meter_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._meter_task
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._http_task, timeout=self.settings.shutdown_grace_seconds)
+        if self.node is not None:
+            await self.node.stop()
+        await self.flush_meters()
+        if self.store is not None:
+            await self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.server_json_path.unlink()
+        logger.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    platform = Platform(settings)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop_requested.set)
+    try:
+        await platform.start()
+        await stop_requested.wait()
+        logger.info("stopping")
+    finally:
+        await platform.stop()
+
+
+def run(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        asyncio.run(serve(settings))
+        return
+    uvloop.run(serve(settings))
+
+
+def server_info(data_dir: Path) -> dict[str, Any] | None:
+    path = data_dir / "server.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,71 @@
+"""One typed Settings object, built once by the CLI and passed down (never a module-level singleton).
+
+Every setting has a flat environment name `INSTAMSG_<NAME>` (spec C20); docs/configuration.md lists them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def parse_port(value: Any) -> int | None:
+    """A TCP port; 0 picks a free one and `off` disables the listener."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("a port is 0 to 65535, or off")
+    return port
+
+
+def parse_names(value: Any) -> Any:
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
+Port = Annotated[int | None, BeforeValidator(parse_port)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INSTAMSG_", extra="forbid")
+
+    data_dir: Path = Field(Path("instamsg-data"), description="Directory for the SQLite file, CA and files.")
+    database_url: str | None = Field(
+        None, description="sqlite:// or postgresql:// URL; default SQLite in data dir."
+    )
+    host: str = Field("0.0.0.0", description="Address every listener binds to.")
+    http_port: Port = 8080
+    mqtt_port: Port = 1883
+    mqtts_port: Port = 8883
+    ws_port: Port = 8083
+    wss_port: Port = 8084
+    public_url: str | None = Field(None, description="Base URL of the HTTP service, for download URLs.")
+    tls_cert: Path | None = Field(
+        None, description="PEM server certificate; default issued by the data dir CA."
+    )
+    tls_key: Path | None = Field(None, description="PEM key of --tls-cert.")
+    tls_hostname: Annotated[list[str], NoDecode, BeforeValidator(parse_names)] = Field(
+        default_factory=list, description="Extra names for the generated server certificate."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    access_token_lifetime_seconds: int = Field(3600, ge=60, description="Lifetime of OAuth2 access tokens.")
+    max_request_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted REST request body.")
+
+    max_packet_size: int = Field(1_048_576, ge=1024, description="Largest MQTT packet accepted or sent.")
+    max_inflight_messages: int = Field(
+        32, ge=1, le=65535, description="QoS 1/2 in-flight window per session."
+    )
+    max_queued_messages: int = Field(1000, ge=1, description="Offline/overflow queue bound per session.")
+    meter_flush_interval_seconds: float = Field(1.0, gt=0, description="How often counters reach storage.")
+    shutdown_grace_seconds: float = Field(10.0, ge=0, description="Time allowed to drain on SIGTERM.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'instamsg.db').resolve()}"

@@ -1,0 +1,146 @@
+"""Every table of the InstaMsg schema; the single source of truth for migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as naive UTC on every backend and returned timezone-aware.
+
+    SQLite has no time zone type, so one representation for both backends keeps comparisons and
+    ordering identical.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+app = Table(
+    "app",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_key", String(64), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+access_token = Table(
+    "access_token",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("app_id", String(36), ForeignKey("app.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+tenant = Table(
+    "tenant",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("app_id", String(36), ForeignKey("app.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text(), nullable=False, default=""),
+    Column("max_clients", BigInteger(), nullable=False),
+    Column("max_messages", BigInteger(), nullable=False),
+    Column("messages_used", BigInteger(), nullable=False, default=0),
+    Column("active", Boolean(), nullable=False, default=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+client = Table(
+    "client",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("description", Text(), nullable=False, default=""),
+    Column("sub_topics", JSON(), nullable=False),
+    Column("pub_topics", JSON(), nullable=False),
+    Column("secure_cert_enabled", Boolean(), nullable=False, default=False),
+    Column("blocked", Boolean(), nullable=False, default=False),
+    Column("auth_token", String(64), nullable=False),
+    # Unique server-wide: a provisioning CONNECT carries no tenant (spec S2).
+    Column("provisioning_id", String(64), nullable=True, unique=True),
+    Column("provisioning_params", JSON(), nullable=True),
+    Column("provisioned_at", UTCDateTime(), nullable=True),
+    Column("profile", String(16), nullable=True),
+    Column("last_connect_at", UTCDateTime(), nullable=True),
+    Column("last_disconnect_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+Index("ix_client_tenant_created", client.c.tenant_id, client.c.created_at)
+Index("ix_tenant_app_created", tenant.c.app_id, tenant.c.created_at)
+
+
+# Persistent MQTT sessions of standard clients (clean session 0 / session expiry > 0). One row per session,
+# rewritten as a whole by the group-committing session store: sessions are small and bounded.
+broker_session = Table(
+    "broker_session",
+    metadata,
+    Column("client_uuid", String(36), ForeignKey("client.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("state", JSON(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Traffic counters per client and UTC hour, added to by the metering flush (getClientMetrics reads them).
+client_traffic_hourly = Table(
+    "client_traffic_hourly",
+    metadata,
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour_start", UTCDateTime(), primary_key=True),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("messages_in", BigInteger(), nullable=False, default=0),
+    Column("bytes_in", BigInteger(), nullable=False, default=0),
+    Column("messages_out", BigInteger(), nullable=False, default=0),
+    Column("bytes_out", BigInteger(), nullable=False, default=0),
+)
