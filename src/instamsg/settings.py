@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_queued_messages: int = Field(1000, ge=1, description="Offline/overflow queue bound per session.")
     meter_flush_interval_seconds: float = Field(1.0, gt=0, description="How often counters reach storage.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Time allowed to drain on SIGTERM.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        from instamsg.store.database import normalise_database_url
+
+        return normalise_database_url(value) if value else None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

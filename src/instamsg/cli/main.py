@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from instamsg import __version__
 from instamsg.domain.errors import DomainError
@@ -65,7 +66,8 @@ def build_settings(**given: Any) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise fail(f"--{field.replace('_', '-')}: {first['msg']}", EXIT_USAGE) from None
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise fail(f"--{field.replace('_', '-')}: {reason}", EXIT_USAGE) from None
 
 
 def run_with_store(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
@@ -85,8 +87,14 @@ def run_with_store(settings: Settings, action: Callable[[Any], Awaitable[T]]) ->
         return asyncio.run(main())
     except DomainError as error:
         raise fail(error.message, EXIT_API_ERROR) from None
-    except (OSError, ConnectionError) as error:
-        raise fail(f"cannot reach the database: {error}", EXIT_CONNECTION_ERROR) from None
+    except (OSError, DBAPIError) as error:
+        raise fail(f"cannot use the database: {_one_line(error)}", EXIT_CONNECTION_ERROR) from None
+
+
+def _one_line(error: BaseException) -> str:
+    """The driver's own sentence, without SQLAlchemy's statement dump and background links."""
+    original = getattr(error, "orig", None) or error
+    return " ".join(str(original).split())
 
 
 def version_callback(value: bool) -> None:
@@ -168,8 +176,8 @@ def serve(
     configure_logging(settings.log_level)
     try:
         run(settings)
-    except OSError as error:
-        raise fail(f"cannot start: {error}", EXIT_CONNECTION_ERROR) from None
+    except (OSError, DBAPIError) as error:
+        raise fail(f"cannot start: {_one_line(error)}", EXIT_CONNECTION_ERROR) from None
 
 
 @apps_app.command("create")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPBasic, HTTPBearer
 
 from instamsg.domain.errors import InvalidAccessToken, InvalidClientCredentials
 from instamsg.services.apps import AppService
@@ -30,7 +31,33 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_current_app_id(request: Request, services: ServicesDep) -> str:
+class _DocumentedBearer(HTTPBearer):
+    """Declares the scheme in the OpenAPI document (the "Authorize" button of /docs); checks are ours."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+class _DocumentedBasic(HTTPBasic):
+    """Declares the scheme in the OpenAPI document; FastAPI's own check would answer in its own shape."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+bearer_scheme = _DocumentedBearer(
+    scheme_name="accessToken", description="An access token from POST /oauth2/token."
+)
+basic_scheme = _DocumentedBasic(
+    scheme_name="appCredentials", description="The app's client key and client secret."
+)
+
+
+async def get_current_app_id(
+    request: Request,
+    services: ServicesDep,
+    _documented: Annotated[None, Depends(bearer_scheme)],
+) -> str:
     """The app behind the Bearer token (spec §2.1); 401 invalid_token otherwise."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -42,7 +69,9 @@ async def get_current_app_id(request: Request, services: ServicesDep) -> str:
 CurrentAppId = Annotated[str, Depends(get_current_app_id)]
 
 
-def basic_credentials(request: Request) -> tuple[str, str]:
+def basic_credentials(
+    request: Request, _documented: Annotated[None, Depends(basic_scheme)]
+) -> tuple[str, str]:
     """The client key and secret of an HTTP Basic header; 401 invalid_client otherwise."""
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
@@ -65,3 +94,6 @@ def api_prefix(request: Request) -> str:
 
 TenantIdPath = Annotated[str, Path(alias="tenantId", description="Tenant ID.")]
 ClientIdPath = Annotated[str, Path(alias="clientId", description="Client ID (a UUID).")]
+
+
+BasicCredentials = Annotated[tuple[str, str], Depends(basic_credentials)]

@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from instamsg.rest.errors import error_response
 
 _JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# PUT operations that take no body accept an empty body, `{}` and any Content-Type (spec §2.1).
+_BODYLESS_PUT_SUFFIXES = ("/reset_auth_token", "/reset_certificate", "/release")
 
 
 class BodyGuard:
@@ -54,6 +56,7 @@ class BodyGuard:
             and path.startswith(self.json_prefixes)
             and not (content_type == "application/json" or content_type.endswith("+json"))
             and not content_type.startswith("multipart/form-data")
+            and not (scope["method"] == "PUT" and path.rstrip("/").endswith(_BODYLESS_PUT_SUFFIXES))
         ):
             response = error_response(
                 415,

@@ -58,7 +58,7 @@ def client_out(client: Client, services: Services) -> ClientOut:
     "/tenants/{tenantId}/clients",
     status_code=status.HTTP_201_CREATED,
     response_model=ClientCreated,
-    responses=_ERRORS,
+    responses={**_ERRORS, 201: {"headers": {"Location": {"description": "Path of the new client."}}}},
     summary="createClient",
     description="Creates a device or user client. The response carries its `auth_token` once.",
 )

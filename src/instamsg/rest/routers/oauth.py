@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 
 from instamsg.domain.errors import InvalidRequest, UnsupportedGrantType
-from instamsg.rest.dependencies import ServicesDep, basic_credentials
+from instamsg.rest.dependencies import BasicCredentials, ServicesDep
 from instamsg.rest.schemas.common import ErrorBody
 from instamsg.rest.schemas.oauth import InvalidatedOut, TokenOut
 
@@ -35,8 +35,10 @@ async def _form_fields(request: Request) -> dict[str, str]:
     description="Client-credentials grant: HTTP Basic with the app's client key and secret, "
     "`grant_type=client_credentials` in the query string or a form body.",
 )
-async def get_access_token(request: Request, response: Response, services: ServicesDep) -> TokenOut:
-    client_key, client_secret = basic_credentials(request)
+async def get_access_token(
+    request: Request, response: Response, services: ServicesDep, credentials: BasicCredentials
+) -> TokenOut:
+    client_key, client_secret = credentials
     fields = await _form_fields(request)
     # Authenticate first so that a wrong secret is never told apart by its grant_type answer.
     await services.apps.authenticate_app(client_key, client_secret)
@@ -61,8 +63,10 @@ async def get_access_token(request: Request, response: Response, services: Servi
     description="Revokes an access token of the authenticated app. Unknown or already invalid tokens "
     "are also answered 200 (RFC 7009).",
 )
-async def invalidate_access_token(request: Request, services: ServicesDep) -> InvalidatedOut:
-    client_key, client_secret = basic_credentials(request)
+async def invalidate_access_token(
+    request: Request, services: ServicesDep, credentials: BasicCredentials
+) -> InvalidatedOut:
+    client_key, client_secret = credentials
     fields = await _form_fields(request)
     token = fields.get("access_token") or fields.get("token")
     if token is None:

@@ -26,7 +26,7 @@ def tenant_out(tenant: Tenant) -> TenantOut:
     "/tenants",
     status_code=status.HTTP_201_CREATED,
     response_model=TenantOut,
-    responses=_ERRORS,
+    responses={**_ERRORS, 201: {"headers": {"Location": {"description": "Path of the new tenant."}}}},
     summary="createTenant",
 )
 async def create_tenant(

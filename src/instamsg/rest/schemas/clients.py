@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 from instamsg.rest.schemas.common import Flag, RequestModel, ResponseModel, Text, Timestamp
 
 Name = Annotated[Text, Field(min_length=1, max_length=255)]
 Description = Annotated[Text, Field(max_length=4096)]
 ShortText = Annotated[Text, Field(max_length=255)]
-TopicList = Annotated[list[Text], Field(max_length=1000)]
+# Entries are checked by the domain, so NUL and broken text get 400 invalid_topic_filter (spec §2.5.2).
+TopicList = Annotated[list[Annotated[str, Strict()]], Field(max_length=1000)]
 ClientTypeName = Literal["device", "user"]
 
 
