@@ -1,1 +1,1 @@
-
+"""The InstaMsg device protocol: pure, byte-exact payload readers and writers."""
