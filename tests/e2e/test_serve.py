@@ -130,8 +130,9 @@ def test_openapi_and_docs_are_served(server: InstaMsgServer) -> None:
     spec = httpx.get(f"{server.base_url}/openapi.json").json()
     summaries = {operation["summary"] for path in spec["paths"].values() for operation in path.values()}
     for operation in (
-        "getAccessToken", "invalidateAccessToken", "createTenant", "getTenants", "getSingleTenant", "updateTenant",
-        "deleteTenant", "createClient", "getClients", "getSingleClient", "updateClient", "deleteClient",
+        "getAccessToken", "invalidateAccessToken",
+        "createTenant", "getTenants", "getSingleTenant", "updateTenant", "deleteTenant",
+        "createClient", "getClients", "getSingleClient", "updateClient", "deleteClient",
         "getClientAuthToken", "updateClientAuthToken",
     ):  # fmt: skip
         assert operation in summaries

@@ -115,7 +115,13 @@ def validate_topic_list(entries: list[str], list_name: str) -> tuple[str, ...]:
     for index, entry in enumerate(entries):
         location = f"{list_name}[{index}]"
         try:
+            entry.encode("utf-8")  # MQTT topics are well-formed UTF-8: no lone surrogates
             validate_topic_filter(entry)
+        except UnicodeEncodeError:
+            raise InvalidTopicFilter(
+                f"{location} is not a valid MQTT topic filter: it is not valid UTF-8 text.",
+                details={"field": location},
+            ) from None
         except MqttInvalidTopic as error:
             raise InvalidTopicFilter(
                 f"{location} is not a valid MQTT topic filter: {error}.",
@@ -163,6 +169,11 @@ def normalise_provisioning_params(
         if not isinstance(value, str):
             raise ValidationFailed(f"{location} must be a string.", details={"field": location})
         result[key] = value
+    if previous is not None:
+        # Spec C15: an omitted write-only field keeps its stored value; only an explicit null removes it.
+        for key in WRITE_ONLY_PROVISIONING_FIELDS:
+            if key not in params and previous.get(key) is not None:
+                result[key] = previous[key]
     provisioning_id = result.get("provisioning_id")
     if provisioning_id is None:
         raise ValidationFailed(

@@ -143,6 +143,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"method": request.method},
                 headers=dict(error.headers or {}),
             )
+        if error.status_code == 400:
+            # FastAPI's "There was an error parsing the body", e.g. JSON nested too deeply to decode.
+            return error_response(400, "invalid_json", "The request body could not be parsed as JSON.", {})
         return error_response(error.status_code, "http_error", str(error.detail), {})
 
     async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
