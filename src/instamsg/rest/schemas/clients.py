@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict
+from pydantic import Field, Strict, field_validator
 
 from instamsg.rest.schemas.common import Flag, RequestModel, ResponseModel, Text, Timestamp
 
@@ -49,6 +49,13 @@ class ClientUpdate(RequestModel):
     secure_cert_enabled: Flag | None = None
     provisioning_params: ProvisioningParams | None = None
     blocked: Flag | None = None
+
+    @field_validator("type", "name", "secure_cert_enabled", "blocked")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class ProvisioningParamsOut(ResponseModel):

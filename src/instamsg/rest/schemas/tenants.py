@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from instamsg.rest.schemas.common import Count, Flag, RequestModel, ResponseModel, Text, Timestamp
 
@@ -26,6 +26,14 @@ class TenantUpdate(RequestModel):
     max_clients: Count | None = None
     max_messages: Count | None = None
     active: Flag | None = None
+
+    @field_validator("name", "max_clients", "max_messages", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Only given values reach here; null is not "unchanged", it is a mistake worth saying.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class TenantOut(ResponseModel):
