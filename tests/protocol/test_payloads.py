@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -210,14 +209,13 @@ PATHOLOGICAL = [
 ]
 
 
+@pytest.mark.timeout(30)
 @pytest.mark.parametrize("payload", PATHOLOGICAL, ids=lambda payload: f"{payload[:12]!r}x{len(payload)}")
-def test_readers_take_bounded_time_on_one_megabyte(payload: str) -> None:
-    # CPU time, not wall time, so that a loaded CI machine does not fail the test.
+def test_readers_finish_on_one_megabyte_of_pathological_input(payload: str) -> None:
+    # A hang guard, not a speed test: catastrophic backtracking on these inputs takes hours, a linear
+    # reader well under a second; the timeout marker fails the test only in the first case.
     for reader in (parse_lenient, parse_envelope, parse_log_line):
-        started = time.process_time()
         reader(payload)
-        elapsed = time.process_time() - started
-        assert elapsed < 0.5, f"{reader.__name__} took {elapsed:.2f} s"
 
 
 # --------------------------------------------------------------------------------------------------
