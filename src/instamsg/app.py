@@ -35,6 +35,7 @@ from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories import traffic as traffic_repository
 from instamsg.store.repositories.traffic import TrafficDelta
+from instamsg.store.session_store import DurableSessionStore
 from instamsg.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class BrokerRegistry(LiveRegistry):
         self.directory.remove_tenant(tenant_id)
 
     def is_online(self, client_id: str) -> bool:
-        return client_id in self.node.channels
+        return self.node.is_connected(client_id)
 
 
 def build_services(store: Store, registry: LiveRegistry, settings: Settings) -> Services:
@@ -126,6 +127,7 @@ class Platform:
     settings: Settings
     store: Store | None = None
     node: BrokerNode | None = None
+    session_store: DurableSessionStore | None = None
     ports: dict[str, int | None] = field(default_factory=dict)
     _http: _EmbeddedUvicorn | None = None
     _http_task: asyncio.Task[None] | None = None
@@ -164,6 +166,8 @@ class Platform:
                 key=settings.tls_key,
                 hostnames=default_server_hostnames(settings.tls_hostname),
             )
+        self.session_store = DurableSessionStore(self.store)
+        await self.session_store.preload()
         self.node = BrokerNode(
             BrokerSettings(
                 host=settings.host,
@@ -178,6 +182,7 @@ class Platform:
                 max_queued_messages=settings.max_queued_messages,
             ),
             directory,
+            session_store=self.session_store,
         )
         services = build_services(self.store, BrokerRegistry(directory, self.node), settings)
         broker_ports = await self.node.start()
@@ -277,6 +282,8 @@ class Platform:
                 await asyncio.wait_for(self._http_task, timeout=self.settings.shutdown_grace_seconds)
         if self.node is not None:
             await self.node.stop()
+        if self.session_store is not None:
+            await self.session_store.close()
         await self.flush_meters()
         if self.store is not None:
             await self.store.close()

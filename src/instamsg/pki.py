@@ -154,7 +154,12 @@ def default_server_hostnames(extra: list[str]) -> list[str]:
 
 
 def server_ssl_contexts(
-    ca: CertificateAuthority, directory: Path, *, certificate: Path | None, key: Path | None, hostnames: list[str]
+    ca: CertificateAuthority,
+    directory: Path,
+    *,
+    certificate: Path | None,
+    key: Path | None,
+    hostnames: list[str],
 ) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """TLS 1.2+ contexts for MQTTS and WSS; neither needs SNI (spec §3.3).
 

@@ -76,6 +76,33 @@ async def test_saved_sessions_survive_a_new_store_and_callbacks_follow_the_commi
     assert [found.client_uuid for found in again.load_all()] == [second]
 
 
+async def test_appended_messages_follow_the_snapshot_in_order(store: Store, services: Services) -> None:
+    tenant_id, (client_uuid,) = await _client_ids(services, 1)
+    sessions = DurableSessionStore(store)
+    sessions.save(_session(client_uuid, tenant_id, messages=1))
+    await sessions.close()
+    committed: list[int] = []
+    for index in range(5):
+        message = StoredMessage(f"late/{index}", str(index).encode(), 1, False, None)
+        sessions.append(client_uuid, message, lambda index=index: committed.append(index))
+    assert committed == []
+    await sessions.close()
+    assert committed == [0, 1, 2, 3, 4]
+    reloaded = DurableSessionStore(store)
+    await reloaded.preload()
+    (restored,) = reloaded.load_all()
+    assert [message.topic for message in restored.messages] == [
+        "a/0",
+        *(f"late/{index}" for index in range(5)),
+    ]
+    # A new snapshot replaces the appended rows: nothing is restored twice.
+    reloaded.save(_session(client_uuid, tenant_id, messages=2))
+    await reloaded.close()
+    again = DurableSessionStore(store)
+    await again.preload()
+    assert [message.topic for message in again.load_all()[0].messages] == ["a/0", "a/1"]
+
+
 async def test_many_saves_are_grouped_into_few_transactions(store: Store, services: Services) -> None:
     tenant_id, ids = await _client_ids(services, 5)
     sessions = DurableSessionStore(store, flush_interval=0.05)

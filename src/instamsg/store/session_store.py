@@ -1,10 +1,11 @@
 """Durable persistent MQTT sessions with group commit (implements `broker.ports.SessionStore`).
 
-The broker calls `save` and `delete` synchronously on its hot path; they only mark the session dirty.
-A flush task the store owns writes every dirty session in one transaction, at most every
-`flush_interval` seconds, and then runs the `on_committed` callbacks, which is when the broker
-acknowledges a QoS 1/2 message queued for an offline session (spec C18). Several saves of one session
-inside a window collapse into one write of its latest state.
+The broker calls `save` (a snapshot when a session goes offline), `append` (each message queued to it
+afterwards) and `delete` synchronously on its hot path; they only record what to write. A flush task
+the store owns writes everything pending in one transaction, at most every `flush_interval` seconds,
+and then runs the `on_committed` callbacks, which is when the broker acknowledges a QoS 1/2 message
+queued for an offline session (spec C18). A later snapshot or deletion of a session supersedes what
+was pending for it, so each flush writes each session at most once.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, insert, select
 
 from instamsg.broker.ports import StoredMessage, StoredSession, StoredSubscription
 from instamsg.domain.clock import utc_now
 from instamsg.store.store import Store
-from instamsg.store.tables import broker_session, client
+from instamsg.store.tables import broker_session, broker_session_message, client
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ def encode_session(session: StoredSession) -> dict[str, Any]:
     return state
 
 
+def encode_message(message: StoredMessage) -> dict[str, Any]:
+    encoded: dict[str, Any] = _to_json(asdict(message))
+    return encoded
+
+
+def decode_message(state: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(**_from_json(state))
+
+
 def decode_session(state: dict[str, Any]) -> StoredSession:
     fields = _from_json(state)
     return StoredSession(
@@ -71,14 +80,24 @@ def decode_session(state: dict[str, Any]) -> StoredSession:
     )
 
 
+@dataclass(slots=True)
+class _Pending:
+    """What one flush must do for one session: replace (or delete) its row, then add messages."""
+
+    replace: StoredSession | None = None
+    delete: bool = False
+    appended: list[StoredMessage] = field(default_factory=list)
+
+
 class DurableSessionStore:
-    """Sessions in the `broker_session` table; call `preload()` before the broker starts, `close()` last."""
+    """Sessions in `broker_session` (+ `broker_session_message`); `preload()` before the broker starts,
+    `close()` after it stopped."""
 
     def __init__(self, store: Store, *, flush_interval: float = 0.005):
         self.store = store
         self.flush_interval = flush_interval
-        self._sessions: dict[str, StoredSession] = {}
-        self._dirty: dict[str, StoredSession | None] = {}  # None marks a deletion
+        self._loaded: list[StoredSession] = []
+        self._pending: dict[str, _Pending] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self.flushes = 0
@@ -86,29 +105,41 @@ class DurableSessionStore:
 
     async def preload(self) -> None:
         async with self.store.read() as connection:
-            rows = (await connection.execute(select(broker_session.c.state))).scalars().all()
-        self._sessions = {}
-        for state in rows:
-            session = decode_session(state)
-            self._sessions[session.client_uuid] = session
-        logger.info("sessions_loaded count=%d", len(self._sessions))
+            states = (await connection.execute(select(broker_session.c.state))).scalars().all()
+            appended = (
+                await connection.execute(
+                    select(broker_session_message.c.client_uuid, broker_session_message.c.message).order_by(
+                        broker_session_message.c.id
+                    )
+                )
+            ).all()
+        sessions = {session.client_uuid: session for session in map(decode_session, states)}
+        for client_uuid, message in appended:
+            if client_uuid in sessions:
+                sessions[client_uuid].messages.append(decode_message(message))
+        self._loaded = list(sessions.values())
+        logger.info("sessions_loaded count=%d queued_messages=%d", len(sessions), len(appended))
 
     def load_all(self) -> list[StoredSession]:
-        return list(self._sessions.values())
+        return list(self._loaded)
 
     def save(self, session: StoredSession, on_committed: Callable[[], None] | None = None) -> None:
-        self._sessions[session.client_uuid] = session
-        self._dirty[session.client_uuid] = session
-        if on_committed is not None:
-            self._callbacks.append(on_committed)
-        self._schedule()
+        self._pending[session.client_uuid] = _Pending(replace=session)
+        self._after_change(on_committed)
+
+    def append(
+        self, client_uuid: str, message: StoredMessage, on_committed: Callable[[], None] | None = None
+    ) -> None:
+        self._pending.setdefault(client_uuid, _Pending()).appended.append(message)
+        self._after_change(on_committed)
 
     def delete(self, client_uuid: str) -> None:
-        self._sessions.pop(client_uuid, None)
-        self._dirty[client_uuid] = None
-        self._schedule()
+        self._pending[client_uuid] = _Pending(delete=True)
+        self._after_change(None)
 
-    def _schedule(self) -> None:
+    def _after_change(self, on_committed: Callable[[], None] | None) -> None:
+        if on_committed is not None:
+            self._callbacks.append(on_committed)
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(
                 self._flush_soon(), name="session-flush"
@@ -116,26 +147,27 @@ class DurableSessionStore:
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.flush_interval)
-        while self._dirty or self._callbacks:
+        while self._pending or self._callbacks:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write every dirty session in one transaction, then run the commit callbacks."""
-        dirty, self._dirty = self._dirty, {}
+        """Write everything pending in one transaction, then run the commit callbacks."""
+        pending, self._pending = self._pending, {}
         callbacks, self._callbacks = self._callbacks, []
-        if not dirty and not callbacks:
+        if not pending and not callbacks:
             return
         try:
-            await self._write(dirty)
+            await self._write(pending)
         except BaseException as error:
-            # Keep the work, also when cancelled: newer saves of the same sessions win, callbacks wait.
-            for client_uuid, session in dirty.items():
-                self._dirty.setdefault(client_uuid, session)
+            # Keep the work, also when cancelled; anything recorded meanwhile comes after it.
+            newer, self._pending = self._pending, pending
+            for client_uuid, change in newer.items():
+                self._merge(client_uuid, change)
             self._callbacks[:0] = callbacks
             if not isinstance(error, Exception):
                 raise
             self.failed_flushes += 1
-            logger.exception("session_flush_failed sessions=%d", len(dirty))
+            logger.exception("session_flush_failed sessions=%d", len(pending))
             await asyncio.sleep(max(self.flush_interval, 0.5))
             return
         self.flushes += 1
@@ -145,52 +177,71 @@ class DurableSessionStore:
             except Exception:
                 logger.exception("session_commit_callback_failed")
 
-    async def _write(self, dirty: dict[str, StoredSession | None]) -> None:
+    def _merge(self, client_uuid: str, change: _Pending) -> None:
+        if change.replace is not None or change.delete:
+            self._pending[client_uuid] = change
+        else:
+            self._pending.setdefault(client_uuid, _Pending()).appended.extend(change.appended)
+
+    async def _write(self, pending: dict[str, _Pending]) -> None:
         now = utc_now()
         async with self.store.write() as connection:
-            removed = [client_uuid for client_uuid, session in dirty.items() if session is None]
-            if removed:
-                await connection.execute(
-                    delete(broker_session).where(broker_session.c.client_uuid.in_(removed))
-                )
-            rows = [
-                {
-                    "client_uuid": session.client_uuid,
-                    "tenant_id": session.tenant_id,
-                    "state": encode_session(session),
-                    "updated_at": now,
-                }
-                for session in dirty.values()
-                if session is not None
+            replaced = [
+                uuid for uuid, change in pending.items() if change.replace is not None or change.delete
             ]
-            # A session of a client deleted meanwhile has no parent row: skip it rather than fail the batch.
-            existing = set(
-                (
-                    await connection.execute(
-                        select(client.c.id).where(client.c.id.in_([row["client_uuid"] for row in rows]))
-                    )
-                ).scalars()
-            )
-            rows = [row for row in rows if row["client_uuid"] in existing]
-            if not rows:
-                return
-            insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(
-                broker_session
-            )
-            upsert = insert.on_conflict_do_update(
-                index_elements=[broker_session.c.client_uuid],
-                set_={
-                    "tenant_id": insert.excluded.tenant_id,
-                    "state": insert.excluded.state,
-                    "updated_at": now,
-                },
-            )
-            await connection.execute(upsert, rows)
+            if replaced:
+                # Message rows go with their session row (ON DELETE CASCADE); a snapshot holds them all.
+                await connection.execute(
+                    delete(broker_session).where(broker_session.c.client_uuid.in_(replaced))
+                )
+            snapshots = [change.replace for change in pending.values() if change.replace is not None]
+            if snapshots:
+                # A session of a client deleted meanwhile has no parent row: skip it, keep the batch.
+                existing = set(
+                    (
+                        await connection.execute(
+                            select(client.c.id).where(
+                                client.c.id.in_([session.client_uuid for session in snapshots])
+                            )
+                        )
+                    ).scalars()
+                )
+                rows = [
+                    {
+                        "client_uuid": session.client_uuid,
+                        "tenant_id": session.tenant_id,
+                        "state": encode_session(session),
+                        "updated_at": now,
+                    }
+                    for session in snapshots
+                    if session.client_uuid in existing
+                ]
+                if rows:
+                    await connection.execute(insert(broker_session), rows)
+            appended_to = [uuid for uuid, change in pending.items() if change.appended]
+            if appended_to:
+                stored = set(
+                    (
+                        await connection.execute(
+                            select(broker_session.c.client_uuid).where(
+                                broker_session.c.client_uuid.in_(appended_to)
+                            )
+                        )
+                    ).scalars()
+                )
+                messages = [
+                    {"client_uuid": uuid, "message": encode_message(message)}
+                    for uuid in appended_to
+                    if uuid in stored
+                    for message in pending[uuid].appended
+                ]
+                if messages:
+                    await connection.execute(insert(broker_session_message), messages)
 
     async def close(self) -> None:
         """Flush what is pending; called on graceful shutdown."""
         if self._flush_task is not None and not self._flush_task.done():
             # Never cancel a flush in progress: its transaction may be committing.
             await self._flush_task
-        while self._dirty or self._callbacks:
+        while self._pending or self._callbacks:
             await self.flush()

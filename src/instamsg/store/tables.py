@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -121,8 +122,8 @@ Index("ix_client_tenant_created", client.c.tenant_id, client.c.created_at)
 Index("ix_tenant_app_created", tenant.c.app_id, tenant.c.created_at)
 
 
-# Persistent MQTT sessions of standard clients (clean session 0 / session expiry > 0). One row per session,
-# rewritten as a whole by the group-committing session store: sessions are small and bounded.
+# Persistent MQTT sessions of standard clients (clean session 0 / session expiry > 0): a snapshot row
+# written when the session goes offline, plus one row per message queued to it afterwards.
 broker_session = Table(
     "broker_session",
     metadata,
@@ -130,6 +131,20 @@ broker_session = Table(
     Column("tenant_id", String(36), nullable=False, index=True),
     Column("state", JSON(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+broker_session_message = Table(
+    "broker_session_message",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "client_uuid",
+        String(36),
+        ForeignKey("broker_session.client_uuid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("message", JSON(), nullable=False),
 )
 
 # Traffic counters per client and UTC hour, added to by the metering flush (getClientMetrics reads them).

@@ -1,8 +1,8 @@
-"""Broker state at rest: persistent MQTT sessions and hourly traffic counters.
+"""Broker state at rest: persistent MQTT sessions, their queued messages, hourly traffic counters.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-27 02:41:31.650233
+Create Date: 2026-11-27 03:19:23.438416
 """
 
 from __future__ import annotations
@@ -54,8 +54,32 @@ def upgrade() -> None:
     with op.batch_alter_table("client_traffic_hourly", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_client_traffic_hourly_tenant_id"), ["tenant_id"], unique=False)
 
+    op.create_table(
+        "broker_session_message",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("client_uuid", sa.String(length=36), nullable=False),
+        sa.Column("message", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["client_uuid"],
+            ["broker_session.client_uuid"],
+            name=op.f("fk_broker_session_message_client_uuid_broker_session"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_broker_session_message")),
+    )
+    with op.batch_alter_table("broker_session_message", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_broker_session_message_client_uuid"), ["client_uuid"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("broker_session_message", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_broker_session_message_client_uuid"))
+
+    op.drop_table("broker_session_message")
     with op.batch_alter_table("client_traffic_hourly", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_client_traffic_hourly_tenant_id"))
 

@@ -1,0 +1,1 @@
+"""One module per packet family (Mosquitto's handle_*.c): plain functions taking the Channel."""
