@@ -1,0 +1,1 @@
+"""InstaMsg benchmark harness: a raw-asyncio MQTT load generator and broker-vs-broker runner."""
