@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from instamsg.broker import BrokerNode, BrokerSettings, ClientRecord, Directory, TenantRecord
+from instamsg.broker.settings import OverflowPolicy
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
 from instamsg.domain.tenants import Tenant
@@ -180,6 +181,15 @@ class Platform:
                 max_packet_size=settings.max_packet_size,
                 max_inflight=settings.max_inflight_messages,
                 max_queued_messages=settings.max_queued_messages,
+                overflow_policy=OverflowPolicy(settings.queue_overflow_policy),
+                queue_qos0_offline=settings.queue_qos0_offline,
+                max_connections=settings.max_connections,
+                connect_timeout=settings.connect_timeout_seconds,
+                max_session_expiry=settings.max_session_expiry_seconds,
+                persistent_session_expiry_v311=settings.persistent_session_expiry_seconds,
+                max_retained_per_tenant=settings.max_retained_per_tenant,
+                max_retained_payload=settings.max_retained_payload_bytes,
+                max_topic_alias=settings.max_topic_alias,
             ),
             directory,
             session_store=self.session_store,

@@ -6,7 +6,7 @@ Every setting has a flat environment name `INSTAMSG_<NAME>` (spec C20); docs/con
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,6 +62,21 @@ class Settings(BaseSettings):
         32, ge=1, le=65535, description="QoS 1/2 in-flight window per session."
     )
     max_queued_messages: int = Field(1000, ge=1, description="Offline/overflow queue bound per session.")
+    queue_overflow_policy: Literal["drop_new", "drop_oldest"] = Field(
+        "drop_new", description="What a full session queue drops; every drop is counted and logged."
+    )
+    queue_qos0_offline: bool = Field(False, description="Also queue QoS 0 messages for offline sessions.")
+    max_connections: int = Field(100_000, ge=1, description="Sockets beyond this are closed at once.")
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="Time a new socket has to send CONNECT.")
+    max_session_expiry_seconds: int = Field(
+        7 * 24 * 3600, ge=0, description="Cap on the MQTT 5 session expiry a client may ask for."
+    )
+    persistent_session_expiry_seconds: int = Field(
+        7 * 24 * 3600, ge=0, description="When an abandoned MQTT 3.1.1 persistent session is dropped."
+    )
+    max_retained_per_tenant: int = Field(10_000, ge=0, description="Retained messages kept per tenant.")
+    max_retained_payload_bytes: int = Field(262_144, ge=0, description="Largest retained payload kept.")
+    max_topic_alias: int = Field(64, ge=0, le=65535, description="MQTT 5 topic aliases a client may use.")
     meter_flush_interval_seconds: float = Field(1.0, gt=0, description="How often counters reach storage.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Time allowed to drain on SIGTERM.")
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from instamsg import __version__
+from instamsg.cli.commands import clients, login, tenants
 from instamsg.domain.errors import DomainError
 from instamsg.settings import Settings
 
@@ -34,6 +35,9 @@ apps_app = typer.Typer(help="API apps: the client key and secret that REST calle
 db_app = typer.Typer(help="Database schema.")
 app.add_typer(apps_app, name="apps")
 app.add_typer(db_app, name="db")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(clients.app, name="clients")
+app.command("login")(login.login)
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -67,7 +71,7 @@ def build_settings(**given: Any) -> Settings:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise fail(f"--{field.replace('_', '-')}: {reason}", EXIT_USAGE) from None
+        raise fail(f"--{field.replace('_', '-')} (INSTAMSG_{field.upper()}): {reason}", EXIT_USAGE) from None
 
 
 def run_with_store(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
