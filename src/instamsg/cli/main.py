@@ -17,13 +17,9 @@ from sqlalchemy.exc import DBAPIError
 
 from instamsg import __version__
 from instamsg.cli.commands import clients, login, tenants
+from instamsg.cli.output import ExitCode, fail
 from instamsg.domain.errors import DomainError
 from instamsg.settings import Settings
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_API_ERROR = 3
-EXIT_CONNECTION_ERROR = 4
 
 app = typer.Typer(
     name="instamsg",
@@ -40,7 +36,6 @@ app.add_typer(clients.app, name="clients")
 app.command("login")(login.login)
 
 stdout = Console()
-stderr = Console(stderr=True)
 T = TypeVar("T")
 
 DataDir = Annotated[
@@ -58,11 +53,6 @@ DatabaseUrl = Annotated[
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def fail(message: str, code: int) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def build_settings(**given: Any) -> Settings:
     """Settings from the options the user gave; unset ones fall back to INSTAMSG_* and defaults."""
     try:
@@ -71,7 +61,9 @@ def build_settings(**given: Any) -> Settings:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise fail(f"--{field.replace('_', '-')} (INSTAMSG_{field.upper()}): {reason}", EXIT_USAGE) from None
+        raise fail(
+            f"--{field.replace('_', '-')} (INSTAMSG_{field.upper()}): {reason}", ExitCode.USAGE
+        ) from None
 
 
 def run_with_store(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
@@ -90,9 +82,9 @@ def run_with_store(settings: Settings, action: Callable[[Any], Awaitable[T]]) ->
     try:
         return asyncio.run(main())
     except DomainError as error:
-        raise fail(error.message, EXIT_API_ERROR) from None
+        raise fail(error.message, ExitCode.API_ERROR) from None
     except (OSError, DBAPIError) as error:
-        raise fail(f"cannot use the database: {_one_line(error)}", EXIT_CONNECTION_ERROR) from None
+        raise fail(f"cannot use the database: {_one_line(error)}", ExitCode.CONNECTION_ERROR) from None
 
 
 def _one_line(error: BaseException) -> str:
@@ -181,7 +173,7 @@ def serve(
     try:
         run(settings)
     except (OSError, DBAPIError) as error:
-        raise fail(f"cannot start: {_one_line(error)}", EXIT_CONNECTION_ERROR) from None
+        raise fail(f"cannot start: {_one_line(error)}", ExitCode.CONNECTION_ERROR) from None
 
 
 @apps_app.command("create")

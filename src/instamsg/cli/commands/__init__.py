@@ -1,0 +1,1 @@
+"""Resource commands of the ``instamsg`` CLI, built on the REST SDK (``instamsg.api``)."""

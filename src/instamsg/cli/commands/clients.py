@@ -1,0 +1,309 @@
+"""``instamsg clients``: list, create, get, update and delete clients; read and reset auth tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from instamsg.api import (
+    AuthTokenNotRetrievableError,
+    ClientRecord,
+    ClientType,
+    ProvisioningParams,
+    SortBy,
+    SortOrder,
+    TenantClientQuotaExceededError,
+)
+from instamsg.cli.commands._common import JsonOption, ProfileOption, TenantOption, api_client
+from instamsg.cli.output import ExitCode, fail, print_json, print_line, print_record, print_table
+
+app = typer.Typer(
+    help="Clients: devices and user applications of a tenant, and their auth tokens.", no_args_is_help=True
+)
+
+StateFilter = Literal["all", "online", "offline", "blocked", "provisioned", "unprovisioned"]
+ClientId = Annotated[str, typer.Argument(help="Client id (UUID).", show_default=False)]
+LIST_COLUMNS = ("id", "type", "name", "state", "blocked")
+ALL_TENANTS_COLUMNS = ("tenant_id", *LIST_COLUMNS)
+
+Description = Annotated[str | None, typer.Option("--description", help="A short description.")]
+SubTopics = Annotated[
+    list[str] | None,
+    typer.Option("--sub-topic", help="Topic filter it may subscribe to (repeatable; replaces the list)."),
+]
+PubTopics = Annotated[
+    list[str] | None,
+    typer.Option("--pub-topic", help="Topic it may publish to, or a peer UUID for p2p (repeatable)."),
+]
+ProvisioningId = Annotated[
+    str | None, typer.Option("--provisioning-id", help="IMEI, MAC or serial number; unique server-wide.")
+]
+ProvisioningKey = Annotated[
+    str | None, typer.Option("--provisioning-key", help="6 to 12 letters and digits, case-sensitive.")
+]
+GsmMsisdn = Annotated[str | None, typer.Option("--gsm-msisdn", help="SIM phone number, no country code.")]
+GsmApn = Annotated[str | None, typer.Option("--gsm-apn", help="Access point name of the mobile network.")]
+GsmUsername = Annotated[str | None, typer.Option("--gsm-username", help="APN user name.")]
+GsmPassword = Annotated[str | None, typer.Option("--gsm-password", help="APN password (write-only).")]
+GsmSimPin = Annotated[str | None, typer.Option("--gsm-sim-pin", help="SIM PIN (write-only).")]
+GsmSendSms = Annotated[
+    bool | None, typer.Option("--gsm-send-sms/--no-gsm-send-sms", help="Send the provisioning SMS.")
+]
+GsmIsdCode = Annotated[str | None, typer.Option("--gsm-isd-code", help="Country code, e.g. +91.")]
+
+
+def _provisioning(
+    provisioning_id: str | None,
+    provisioning_key: str | None,
+    gsm_msisdn: str | None,
+    gsm_apn: str | None,
+    gsm_username: str | None,
+    gsm_password: str | None,
+    gsm_sim_pin: str | None,
+    gsm_send_sms: bool | None,
+    gsm_isd_code: str | None,
+) -> ProvisioningParams | None:
+    """The provisioning options as ProvisioningParams, or None when none is given."""
+    params = ProvisioningParams(
+        provisioning_id=provisioning_id,
+        provisioning_key=provisioning_key,
+        gsm_msisdn=gsm_msisdn,
+        gsm_apn=gsm_apn,
+        gsm_username=gsm_username,
+        gsm_password=gsm_password,
+        gsm_sim_pin=gsm_sim_pin,
+        gsm_send_sms=None if gsm_send_sms is None else ("1" if gsm_send_sms else "0"),
+        gsm_isd_code=gsm_isd_code,
+    )
+    return params if params.to_request() else None
+
+
+def _show(client: ClientRecord, json_output: bool, title: str) -> None:
+    data = client.to_json()
+    if json_output:
+        print_json(data)
+    else:
+        print_record(title, data)
+
+
+@app.command("list")
+def list_clients(
+    tenant_id: Annotated[
+        str | None, typer.Option("--tenant", help="Tenant id [default: every tenant of the app].")
+    ] = None,
+    client_type: Annotated[ClientType | None, typer.Option("--type", help="device or user.")] = None,
+    secure: Annotated[
+        bool | None,
+        typer.Option("--secure/--not-secure", help="Only clients with or without secure_cert_enabled."),
+    ] = None,
+    state: Annotated[StateFilter, typer.Option("--state", help="Only clients in this state.")] = "all",
+    sort_by: Annotated[SortBy, typer.Option("--sort-by", help="Order by this field.")] = "created_at",
+    sort_order: Annotated[SortOrder, typer.Option("--sort-order", help="asc or desc.")] = "asc",
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the clients of a tenant, or of all the app's tenants (getClients)."""
+    with api_client(profile) as api:
+        clients = api.get_clients(
+            tenant_id, type=client_type, secure=secure, state=state, sort_by=sort_by, sort_order=sort_order
+        )
+    if json_output:
+        print_json([client.to_json() for client in clients])
+        return
+    columns = LIST_COLUMNS if tenant_id else ALL_TENANTS_COLUMNS
+    print_table("Clients", columns, [client.to_json() for client in clients])
+
+
+@app.command("create")
+def create_client(
+    tenant_id: TenantOption,
+    client_type: Annotated[ClientType, typer.Option("--type", help="device or user.", show_default=False)],
+    name: Annotated[str, typer.Option("--name", help="Client name, e.g. pump-7.", show_default=False)],
+    description: Description = None,
+    sub_topics: SubTopics = None,
+    pub_topics: PubTopics = None,
+    secure_cert_enabled: Annotated[
+        bool, typer.Option("--secure-cert/--no-secure-cert", help="Require a client certificate on TLS.")
+    ] = False,
+    provisioning_id: ProvisioningId = None,
+    provisioning_key: ProvisioningKey = None,
+    gsm_msisdn: GsmMsisdn = None,
+    gsm_apn: GsmApn = None,
+    gsm_username: GsmUsername = None,
+    gsm_password: GsmPassword = None,
+    gsm_sim_pin: GsmSimPin = None,
+    gsm_send_sms: GsmSendSms = None,
+    gsm_isd_code: GsmIsdCode = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a client (createClient) and print it with its auth token."""
+    provisioning = _provisioning(
+        provisioning_id,
+        provisioning_key,
+        gsm_msisdn,
+        gsm_apn,
+        gsm_username,
+        gsm_password,
+        gsm_sim_pin,
+        gsm_send_sms,
+        gsm_isd_code,
+    )
+    with api_client(profile) as api:
+        try:
+            created = api.create_client(
+                tenant_id,
+                client_type,
+                name,
+                description=description,
+                sub_topics=sub_topics,
+                pub_topics=pub_topics,
+                secure_cert_enabled=secure_cert_enabled,
+                provisioning_params=provisioning,
+            )
+        except TenantClientQuotaExceededError as error:
+            limit = error.details.get("max_clients", "its")
+            raise fail(
+                f"tenant {tenant_id} already holds its maximum of {limit} clients: raise it with "
+                f"`instamsg tenants update {tenant_id} --max-clients N`",
+                ExitCode.API_ERROR,
+            ) from None
+    if json_output:
+        print_json(created.to_json())
+        return
+    print_record(f"Created {created.type} client {created.name}", created.to_json())
+    if created.type == "device":
+        print_line("Store the auth token now: a device's token is not shown again (only reset).")
+
+
+@app.command("get")
+def get_client(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one client (getSingleClient)."""
+    with api_client(profile) as api:
+        client = api.get_single_client(tenant_id, client_id)
+    _show(client, json_output, f"Client {client.name}")
+
+
+@app.command("update")
+def update_client(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    client_type: Annotated[ClientType | None, typer.Option("--type", help="device or user.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="New name.")] = None,
+    description: Description = None,
+    sub_topics: SubTopics = None,
+    pub_topics: PubTopics = None,
+    secure_cert_enabled: Annotated[
+        bool | None, typer.Option("--secure-cert/--no-secure-cert", help="Require a client certificate.")
+    ] = None,
+    blocked: Annotated[
+        bool | None, typer.Option("--block/--unblock", help="Block (disconnect and refuse) or unblock.")
+    ] = None,
+    provisioning_id: ProvisioningId = None,
+    provisioning_key: ProvisioningKey = None,
+    gsm_msisdn: GsmMsisdn = None,
+    gsm_apn: GsmApn = None,
+    gsm_username: GsmUsername = None,
+    gsm_password: GsmPassword = None,
+    gsm_sim_pin: GsmSimPin = None,
+    gsm_send_sms: GsmSendSms = None,
+    gsm_isd_code: GsmIsdCode = None,
+    remove_provisioning: Annotated[
+        bool, typer.Option("--remove-provisioning", help="Remove the provisioning parameters.")
+    ] = False,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change a client (updateClient); options left out keep their value.
+
+    Provisioning options replace the stored parameters as a whole (write-only ones left out are kept).
+    """
+    provisioning = _provisioning(
+        provisioning_id,
+        provisioning_key,
+        gsm_msisdn,
+        gsm_apn,
+        gsm_username,
+        gsm_password,
+        gsm_sim_pin,
+        gsm_send_sms,
+        gsm_isd_code,
+    )
+    if provisioning is not None and remove_provisioning:
+        raise fail("give provisioning options or --remove-provisioning, not both", ExitCode.USAGE)
+    changes = (client_type, name, description, sub_topics, pub_topics, secure_cert_enabled, blocked)
+    if provisioning is None and not remove_provisioning and all(value is None for value in changes):
+        raise fail(
+            "nothing to update: give --name, --description, --type, --sub-topic, --pub-topic, "
+            "--secure-cert, --block/--unblock or provisioning options",
+            ExitCode.USAGE,
+        )
+    with api_client(profile) as api:
+        client = api.update_client(
+            tenant_id,
+            client_id,
+            type=client_type,
+            name=name,
+            description=description,
+            sub_topics=sub_topics,
+            pub_topics=pub_topics,
+            secure_cert_enabled=secure_cert_enabled,
+            provisioning_params=provisioning,
+            remove_provisioning_params=remove_provisioning,
+            blocked=blocked,
+        )
+    _show(client, json_output, f"Updated client {client.name}")
+
+
+@app.command("delete")
+def delete_client(client_id: ClientId, tenant_id: TenantOption, profile: ProfileOption = None) -> None:
+    """Delete a client and its data, disconnecting it (deleteClient)."""
+    with api_client(profile) as api:
+        api.delete_client(tenant_id, client_id)
+    print_line(f"Deleted client {client_id}")
+
+
+def _print_token(token: str, json_output: bool) -> None:
+    if json_output:
+        print_json({"auth_token": token})
+    else:
+        print_line(token)
+
+
+@app.command("token")
+def client_token(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Print a user client's auth token (getClientAuthToken); device tokens are shown only once."""
+    with api_client(profile) as api:
+        try:
+            token = api.get_client_auth_token(tenant_id, client_id)
+        except AuthTokenNotRetrievableError:
+            raise fail(
+                f"client {client_id} is a device: its auth token is shown only when it is created or reset; "
+                f"run `instamsg clients reset-token {client_id} --tenant {tenant_id}` to issue a new one",
+                ExitCode.API_ERROR,
+            ) from None
+    _print_token(token, json_output)
+
+
+@app.command("reset-token")
+def reset_client_token(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a new auth token; the old one stops working at once (updateClientAuthToken)."""
+    with api_client(profile) as api:
+        token = api.update_client_auth_token(tenant_id, client_id)
+    _print_token(token, json_output)
