@@ -114,3 +114,45 @@ async def test_expired_or_unknown_sessions_are_not_restored() -> None:
         assert node.statistics().sessions == 0 and store.load_all() == []
     finally:
         await node.stop()
+
+
+class CountingStore(MemorySessionStore):
+    """Counts the calls a durable store would turn into writes."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def save(self, session: StoredSession, on_committed: Callable[[], None] | None = None) -> None:
+        self.calls.append("save")
+        super().save(session, on_committed)
+
+    def delete(self, client_uuid: str) -> None:
+        self.calls.append("delete")
+        super().delete(client_uuid)
+
+
+async def test_clean_sessions_never_reach_the_store() -> None:
+    store = CountingStore()
+    node = BrokerNode(settings(), make_directory(), session_store=store)
+    await node.start()
+    try:
+        for _ in range(3):
+            alice = await open_client(node)
+            assert await alice.connect(ALICE) == b"\x20\x02\x00\x00"
+            alice.send(b"\xe0\x00")
+            await alice.expect_closed()
+        assert store.calls == []  # a clean connect/disconnect cycle costs the store nothing
+        carol = await open_client(node)
+        assert await carol.connect(CAROL, clean=False) == b"\x20\x02\x00\x00"
+        carol.send(b"\xe0\x00")
+        await carol.expect_closed()
+        assert store.calls == ["save"]
+        carol = await open_client(node)
+        assert await carol.connect(CAROL, clean=True) == b"\x20\x02\x00\x00"
+        assert store.calls == ["save", "delete"] and store.load_all() == []
+        carol.close()
+    finally:
+        await node.stop()

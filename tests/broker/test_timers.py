@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
-from instamsg.broker.timers import TimerWheel
+from instamsg.broker.timers import Timer, TimerWheel
 
 
 class FakeClock:
@@ -51,3 +52,38 @@ async def test_wheel_runs_on_the_loop() -> None:
     wheel.schedule(0.1, done.set)
     await asyncio.wait_for(done.wait(), 1)
     wheel.stop()
+
+
+def test_cancel_takes_the_timer_out_at_once() -> None:
+    clock = FakeClock()
+    wheel = TimerWheel(0.5, clock)
+
+    class Owner:
+        def fire(self) -> None:
+            raise AssertionError("cancelled timer fired")
+
+    owner = Owner()
+    alive = weakref.ref(owner)
+    timer = wheel.schedule(900.0, owner.fire)
+    kept = wheel.schedule(900.0, lambda: None)
+    assert len(wheel) == 2
+    timer.cancel()
+    timer.cancel()  # idempotent
+    del timer, owner
+    assert len(wheel) == 1 and alive() is None  # nothing of a closed connection lingers until 900 s
+    kept.cancel()
+    assert len(wheel) == 0
+    clock.now += 1000
+    assert wheel.advance() == 0
+
+
+def test_a_callback_may_cancel_a_later_timer_of_its_slot() -> None:
+    clock = FakeClock()
+    wheel = TimerWheel(0.5, clock)
+    fired: list[str] = []
+    later: list[Timer] = []
+    wheel.schedule(0.1, lambda: (fired.append("first"), later[0].cancel()))
+    later.append(wheel.schedule(0.1, lambda: fired.append("second")))
+    clock.now += 1
+    assert wheel.advance() == 1
+    assert fired == ["first"] and len(wheel) == 0

@@ -103,14 +103,16 @@ class Channel:
         self.will_expiry: int | None = None
         self.publish_will_on_close = True
         self.access_cache = access.AccessCache()
-        self.aliases_in: dict[int, str] = {}
-        self.aliases_out: dict[str, int] = {}
+        # MQTT 5 topic aliases (in: the client's, out: ours); created on first use, like pending_acks:
+        # most connections never need them, and an idle connection should cost little memory.
+        self.aliases_in: dict[int, str] | None = None
+        self.aliases_out: dict[str, int] | None = None
         self.alias_maximum_out = 0  # the client's Topic Alias Maximum: aliases we may use towards it
         self.client_max_packet_size = 0  # 0: no limit announced by the client
         self.session_expiry_at_connect = 0
         self.disconnect_reason = ""
         # Acknowledgements waiting for a durable write ahead of them, in PUBLISH order (MQTT-4.6.0-2).
-        self.pending_acks: deque[list[bytes]] = deque()
+        self.pending_acks: deque[list[bytes]] | None = None
         self.meter: list[int] = _NO_METER
         self.tenant_meter: list[int] = _NO_METER
 
@@ -320,13 +322,16 @@ class Channel:
         """MQTT 5 topic aliases towards the client: the first topics sent get an alias (first come,
         first served up to the client's maximum); later sends of them carry an empty topic name."""
         topic = message.topic
-        alias = self.aliases_out.get(topic)
+        aliases = self.aliases_out
+        if aliases is None:
+            aliases = self.aliases_out = {}
+        alias = aliases.get(topic)
         properties: Properties = dict(extra) if extra else {}  # type: ignore[assignment]
         if alias is not None:
             properties["topic_alias"] = alias
             topic = ""
-        elif len(self.aliases_out) < self.alias_maximum_out:
-            alias = self.aliases_out[topic] = len(self.aliases_out) + 1
+        elif len(aliases) < self.alias_maximum_out:
+            alias = aliases[topic] = len(aliases) + 1
             properties["topic_alias"] = alias
         else:
             return message.frame(MQTT_5, qos, retain, packet_id, dup, extra)

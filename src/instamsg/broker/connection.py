@@ -3,15 +3,16 @@ back-pressure and close. The MQTT state lives in the Channel it feeds.
 
 Writes are collected and flushed once per event-loop turn with `transport.writelines(frames)`: one
 syscall for many packets over TCP, and one WebSocket binary message per packet when the transport is
-the WebSocket adapter (spec §3.4 rule 5), so the same Connection serves both.
+the WebSocket adapter (spec §3.4 rule 5), so the same Connection serves both. A turn that collects
+`WRITE_BATCH_FRAMES` frames writes them out at once, so a long read (a publisher's whole window in one
+chunk) keeps the receiver busy instead of leaving it idle until the read is routed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from instamsg.broker.channel import Channel
 from instamsg.mqtt.decoder import FrameDecoder
@@ -19,21 +20,30 @@ from instamsg.mqtt.errors import MalformedPacket, UnsupportedProtocol
 
 if TYPE_CHECKING:
     from instamsg.broker.node import BrokerNode
+    from instamsg.broker.timers import Timer
 
 logger = logging.getLogger(__name__)
+
+# Frames coalesced before a write goes out within the same loop turn (one syscall per batch either way).
+WRITE_BATCH_FRAMES: Final = 256
+
+_NOT_CONNECTED: Final = object()
+# Listeners whose transport can carry a client certificate.
+_SECURE_LISTENERS: Final = frozenset({"mqtts", "wss"})
 
 
 class Connection(asyncio.Protocol):
     __slots__ = (
+        "_abort_timer",
         "_flush_scheduled",
         "_frames",
         "_loop",
+        "_peername",
         "channel",
         "closed",
         "decoder",
         "listener",
         "node",
-        "peer",
         "peer_common_name",
         "transport",
         "writable",
@@ -46,12 +56,21 @@ class Connection(asyncio.Protocol):
         self.decoder = FrameDecoder(node.settings.max_packet_size, server_side=True)
         self._frames: list[bytes] = []
         self._flush_scheduled = False
+        self._abort_timer: Timer | None = None
         self._loop = asyncio.get_running_loop()
         self.writable = True
         self.closed = False
-        self.peer = ""
+        self._peername: Any = _NOT_CONNECTED
         self.peer_common_name: str | None = None
         self.channel = Channel(node, self)
+
+    @property
+    def peer(self) -> str:
+        """The client's address as host:port, for logs; formatted when asked, not on every connect."""
+        peername = self._peername
+        if peername is _NOT_CONNECTED:
+            return ""
+        return f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
 
     # ---- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -61,16 +80,11 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         settings = self.node.settings
         transport.set_write_buffer_limits(settings.write_buffer_high_water, settings.write_buffer_low_water)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            except OSError:
-                pass
-        peername = transport.get_extra_info("peername")
-        self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
-        self.peer_common_name = _peer_common_name(transport.get_extra_info("peercert"))
+        # TCP_NODELAY and SO_KEEPALIVE come from the listening socket (`BrokerNode.start`): accepted
+        # sockets inherit them, which saves two system calls and a socket object per connect.
+        self._peername = transport.get_extra_info("peername")
+        if self.listener in _SECURE_LISTENERS:
+            self.peer_common_name = _peer_common_name(transport.get_extra_info("peercert"))
         if not self.node.connection_opened(self):
             self.closed = True
             transport.abort()
@@ -107,6 +121,9 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self._frames.clear()
         self.transport = None
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self.channel.on_connection_lost()
         self.node.connection_closed(self)
 
@@ -128,13 +145,21 @@ class Connection(asyncio.Protocol):
     def write(self, frame: bytes) -> None:
         if self.closed:
             return
-        self._frames.append(frame)
-        if not self._flush_scheduled:
+        frames = self._frames
+        frames.append(frame)
+        if len(frames) >= WRITE_BATCH_FRAMES:
+            # A long read (a publisher's whole window in one chunk) must not hold every delivery back
+            # until the turn ends: the receiver can start on the first batch while we route the rest.
+            self._write_out()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
+        self._write_out()
+
+    def _write_out(self) -> None:
         frames = self._frames
         if not frames or self.transport is None or self.closed:
             return
@@ -150,9 +175,10 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
             # A peer that never reads would keep a graceful close pending forever.
-            self.node.wheel.schedule(5.0, self._abort_if_open)
+            self._abort_timer = self.node.wheel.schedule(5.0, self._abort_if_open)
 
     def _abort_if_open(self) -> None:
+        self._abort_timer = None
         if self.transport is not None:  # connection_lost has not run yet
             self.transport.abort()
 

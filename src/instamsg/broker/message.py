@@ -85,18 +85,27 @@ class Message:
             extra_properties = dict(extra_properties or {})  # type: ignore[assignment]
             extra_properties["message_expiry_interval"] = remaining  # type: ignore[index]
         template = self._template
-        if template is None:
-            template = self._template = PublishTemplate(self.topic, self.payload, self.properties)
         if qos == 0 and not extra_properties:
             key = protocol_level | (2 if retain else 0) << 4
             frames = self._qos0_frames
             if frames is None:
                 frames = self._qos0_frames = {}
-            whole = frames.get(key)
-            if whole is None:
+            else:
+                whole = frames.get(key)
+                if whole is not None:
+                    return whole
+            if template is None and not self.properties:
+                # The common QoS 0 case needs no template: encode the whole packet in one step.
+                whole = PublishTemplate.qos0_frame(self.topic, self.payload, protocol_level, retain)
+            else:
+                if template is None:
+                    template = self._template = PublishTemplate(self.topic, self.payload, self.properties)
                 prefix, payload = template.parts(protocol_level, 0, retain)
-                whole = frames[key] = prefix + payload
+                whole = prefix + payload
+            frames[key] = whole
             return whole
+        if template is None:
+            template = self._template = PublishTemplate(self.topic, self.payload, self.properties)
         if protocol_level != MQTT_5:
             extra_properties = None
         prefix, payload = template.parts(protocol_level, qos, retain, dup, packet_id, extra_properties)

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -85,6 +86,18 @@ class Counters:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _set_accepted_socket_options(server: asyncio.Server) -> None:
+    """No Nagle delay and TCP keep-alive for every client socket, set once on the listening sockets:
+    accepted sockets inherit both (the event loop sets TCP_NODELAY on each accepted socket as well)."""
+    for sock in server.sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError:
+                pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +190,7 @@ class BrokerNode:
                     reuse_address=True,
                 )
                 self._servers.append(server)
+                _set_accepted_socket_options(server)
                 self.ports[name] = server.sockets[0].getsockname()[1]
                 logger.info(
                     "listener_started listener=%s host=%s port=%s", name, settings.host, self.ports[name]
@@ -248,9 +262,8 @@ class BrokerNode:
                 session.pending_will = None
         present = session is not None
         if session is not None:
-            session.persist = None
-        if self.session_store is not None:
-            self.session_store.delete(client_uuid)  # the live session is the truth while connected
+            # The live session is the truth while connected: drop the stored copy, if it has one.
+            self._forget_stored(session)
         if session is None:
             settings = self.settings
             session = Session(
@@ -302,8 +315,7 @@ class BrokerNode:
         """Discard a session: its subscriptions, queue, window; a pending will goes out now."""
         if self.sessions.get(session.client_uuid) is session:
             del self.sessions[session.client_uuid]
-            if self.session_store is not None:
-                self.session_store.delete(session.client_uuid)
+            self._forget_stored(session)
         session.persist = None
         for subscription in session.subscriptions.values():
             self.router.unsubscribe(
@@ -323,6 +335,15 @@ class BrokerNode:
             del self.channels[channel.client_uuid]
 
     # ---- durable sessions (SessionStore) ---------------------------------------------------------
+
+    def _forget_stored(self, session: Session) -> None:
+        """Delete the session's stored copy. Only an offline session has one: `persist` is set exactly
+        when it is saved (`session_detached`) or restored, so clean sessions never reach the store and
+        a connect/disconnect cycle costs the store nothing."""
+        if session.persist is not None:
+            session.persist = None
+            if self.session_store is not None:
+                self.session_store.delete(session.client_uuid)
 
     def _persist_offline(self, session: Session, item: Queued) -> None:
         store = self.session_store

@@ -107,6 +107,6 @@ def restore_session(stored: StoredSession, settings: BrokerSettings) -> Session:
                 entry.state = AWAITING_COMPLETE
             session.inflight[item.packet_id] = entry
         elif len(session.queue) < session.max_queued:
-            session.queue.append(Queued(message, item.qos, item.retain, item.subscription_identifiers))
+            session.restore_queued(Queued(message, item.qos, item.retain, item.subscription_identifiers))
     session.inbound_unreleased = set(stored.inbound_unreleased)
     return session

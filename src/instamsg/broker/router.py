@@ -6,7 +6,7 @@ router can wrap later (NATS subjects per local filter); `LocalRouter` is the in-
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from instamsg.broker.topic_tree import NO_WILDCARDS, TopicTree
 
@@ -101,6 +101,10 @@ class SharedGroup:
         return members[self.next_index - 1]
 
 
+# Never mutated: `LocalRouter.subscribe` gives a bucket its own dict before adding a group.
+_NO_GROUPS: Final[dict[str, SharedGroup]] = {}
+
+
 class FilterBucket:
     """Everything subscribed to one filter in one tenant."""
 
@@ -108,7 +112,8 @@ class FilterBucket:
 
     def __init__(self) -> None:
         self.subscribers: dict[str, Subscription] = {}
-        self.groups: dict[str, SharedGroup] = {}
+        # Shared subscriptions are rare: one empty mapping serves every bucket until the first arrives.
+        self.groups: dict[str, SharedGroup] = _NO_GROUPS
 
     def is_empty(self) -> bool:
         return not self.subscribers and not self.groups
@@ -143,6 +148,8 @@ class LocalRouter:
         if subscription.share_group is None:
             bucket.subscribers[client_uuid] = subscription
         else:
+            if bucket.groups is _NO_GROUPS:
+                bucket.groups = {}
             group = bucket.groups.get(subscription.share_group)
             if group is None:
                 group = bucket.groups[subscription.share_group] = SharedGroup()

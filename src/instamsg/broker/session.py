@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 AWAITING_ACK: Final = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAITING_COMPLETE: Final = 1  # PUBREL sent, waiting for PUBCOMP
 
+_NO_PACKET_IDS: Final[frozenset[int]] = frozenset()
+
 
 class Outbound(Protocol):
     """What a session needs from its live connection (the Channel)."""
@@ -146,8 +148,10 @@ class Session:
         # Key: the filter as subscribed, `$share/<group>/` prefix included.
         self.subscriptions: dict[str, Subscription] = {}
         self.inflight: dict[int, InflightEntry] = {}
-        self.queue: deque[Queued] = deque()
-        self.inbound_unreleased: set[int] = set()
+        # The queue and the unreleased QoS 2 ids start as shared empty immutables and become a deque
+        # and a set on first use (`_enqueue`, `mark_unreleased`): an idle session costs ~1 KiB less.
+        self.queue: deque[Queued] | tuple[()] = ()
+        self.inbound_unreleased: set[int] | frozenset[int] = _NO_PACKET_IDS
         self.next_packet_id = 1
         self.window = window
         self.max_queued = max_queued
@@ -206,7 +210,10 @@ class Session:
         return True
 
     def _enqueue(self, item: Queued) -> bool:
-        if len(self.queue) >= self.max_queued:
+        queue = self.queue
+        if not isinstance(queue, deque):
+            queue = self.queue = deque()
+        if len(queue) >= self.max_queued:
             self.dropped_overflow += 1
             dropped = self.dropped_overflow
             if dropped & (dropped - 1) == 0:  # log the 1st, 2nd, 4th, 8th... drop: a slow reader cannot flood
@@ -214,14 +221,31 @@ class Session:
                     "queue_full_dropped client=%s policy=%s queued=%d dropped=%d",
                     self.client_uuid,
                     self.overflow_policy.value,
-                    len(self.queue),
+                    len(queue),
                     dropped,
                 )
             if self.overflow_policy is OverflowPolicy.DROP_NEW:
                 return False
-            self.queue.popleft()
-        self.queue.append(item)
+            queue.popleft()
+        queue.append(item)
         return True
+
+    def restore_queued(self, item: Queued) -> None:
+        """Append a message read back from a session store (bounded like any other)."""
+        self._enqueue(item)
+
+    def mark_unreleased(self, packet_id: int) -> None:
+        """An inbound QoS 2 PUBLISH was acknowledged with PUBREC; its PUBREL is awaited."""
+        unreleased = self.inbound_unreleased
+        if not isinstance(unreleased, set):
+            unreleased = self.inbound_unreleased = set()
+        unreleased.add(packet_id)
+
+    def release(self, packet_id: int) -> None:
+        """PUBREL for an inbound QoS 2 message: its packet id is free again."""
+        unreleased = self.inbound_unreleased
+        if isinstance(unreleased, set):
+            unreleased.discard(packet_id)
 
     def allocate_packet_id(self) -> int:
         packet_id = self.next_packet_id
@@ -251,6 +275,9 @@ class Session:
         if channel is None:
             return
         queue = self.queue
+        if not queue:
+            return
+        assert isinstance(queue, deque)
         now = time.monotonic()
         while queue and channel.writable:
             item = queue[0]
@@ -305,6 +332,6 @@ class Session:
     def clear(self) -> None:
         """Forget all state but the identity (a clean start)."""
         self.inflight.clear()
-        self.queue.clear()
-        self.inbound_unreleased.clear()
+        self.queue = ()
+        self.inbound_unreleased = _NO_PACKET_IDS
         self.subscriptions.clear()

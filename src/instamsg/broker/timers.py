@@ -17,17 +17,24 @@ logger = logging.getLogger(__name__)
 
 
 class Timer:
-    """A scheduled callback; `cancel()` is O(1) (the slot skips cancelled timers)."""
+    """A scheduled callback; `cancel()` is O(1) and takes the timer out of its slot at once, so a
+    cancelled timer (a closed connection's keep-alive, say) keeps nothing alive until its deadline."""
 
-    __slots__ = ("callback", "cancelled", "deadline")
+    __slots__ = ("_slot", "_wheel", "callback", "cancelled", "deadline")
 
     def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
         self.deadline = deadline
         self.callback = callback
         self.cancelled = False
+        self._wheel: TimerWheel | None = None
+        self._slot = 0
 
     def cancel(self) -> None:
         self.cancelled = True
+        wheel = self._wheel
+        if wheel is not None:
+            self._wheel = None
+            wheel._discard(self)
 
 
 class TimerWheel:
@@ -38,7 +45,7 @@ class TimerWheel:
     def __init__(self, resolution: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self._resolution = resolution
         self._clock = clock
-        self._slots: dict[int, list[Timer]] = {}
+        self._slots: dict[int, dict[Timer, None]] = {}
         self._tick = math.floor(clock() / resolution)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -52,9 +59,23 @@ class TimerWheel:
         timer = Timer(deadline, callback)
         # Round up so a timer never fires before its deadline.
         slot = max(math.ceil(deadline / self._resolution), self._tick + 1)
-        self._slots.setdefault(slot, []).append(timer)
+        timers = self._slots.get(slot)
+        if timers is None:
+            timers = self._slots[slot] = {}
+        timers[timer] = None  # a dict: insertion-ordered like a list, O(1) removal on cancel
+        timer._wheel = self
+        timer._slot = slot
         self._count += 1
         return timer
+
+    def _discard(self, timer: Timer) -> None:
+        """Take a cancelled timer out of its slot (`Timer.cancel`)."""
+        timers = self._slots.get(timer._slot)
+        if timers is not None and timer in timers:
+            del timers[timer]
+            self._count -= 1
+            if not timers:
+                del self._slots[timer._slot]
 
     def __len__(self) -> int:
         return self._count
@@ -70,6 +91,9 @@ class TimerWheel:
                 continue
             self._count -= len(timers)
             for timer in timers:
+                # The slot is already out of the wheel: a callback cancelling a later timer of this
+                # slot only marks it, and it is skipped here.
+                timer._wheel = None
                 if timer.cancelled:
                     continue
                 ran += 1

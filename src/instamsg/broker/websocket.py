@@ -254,10 +254,13 @@ class WebSocketTransport(asyncio.Transport):
         if self._closing:
             return
         pieces: list[bytes | bytearray | memoryview] = []
+        append = pieces.append
+        short_headers = _SHORT_BINARY_HEADERS
         for data in list_of_data:
-            if data:
-                pieces.append(_binary_frame_header(len(data)))
-                pieces.append(data)
+            length = len(data)
+            if length:
+                append(short_headers[length] if length < 126 else _binary_frame_header(length))
+                append(data)
         if pieces:
             self._transport.write(b"".join(pieces))
 

@@ -136,6 +136,10 @@ def _read_packet_id(data: bytes, position: int, end: int, what: str) -> int:
     return packet_id
 
 
+# (server side, CONNECT seen, protocol level) -> packet type -> decoder; see `_build_handlers`.
+_HANDLER_TABLES: dict[tuple[bool, bool, int | None], tuple[_Handler | None, ...]] = {}
+
+
 class FrameDecoder:
     """Incremental MQTT decoder for one connection (see the module docstring)."""
 
@@ -168,7 +172,7 @@ class FrameDecoder:
         self._pending_size = 0
         self._needed = 0
         self._protocol_level: int | None = None
-        self._handlers: list[_Handler | None] = []
+        self._handlers: tuple[_Handler | None, ...] = ()
         self.protocol_level = MQTT_3_1_1 if protocol_level is None and not server_side else protocol_level
 
     @property
@@ -188,7 +192,15 @@ class FrameDecoder:
         """Bytes received but not yet part of a complete packet."""
         return self._pending_size
 
-    def _build_handlers(self) -> list[_Handler | None]:
+    def _build_handlers(self) -> tuple[_Handler | None, ...]:
+        """The dispatch table for this side, stage and level: built once, shared by every decoder."""
+        key = (self.server_side, self._connect_seen, self._protocol_level)
+        table = _HANDLER_TABLES.get(key)
+        if table is None:
+            table = _HANDLER_TABLES[key] = tuple(self._new_handler_table())
+        return table
+
+    def _new_handler_table(self) -> list[_Handler | None]:
         handlers: list[_Handler | None] = [None] * 16
         level = self._protocol_level
         if self.server_side:

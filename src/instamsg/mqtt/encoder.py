@@ -320,6 +320,22 @@ class PublishTemplate:
         # (first byte | level << 8) → (fixed header + topic, bytes that follow the packet identifier).
         self._heads: dict[int, tuple[bytes, bytes]] = {}
 
+    @staticmethod
+    def qos0_frame(topic: str, payload: bytes, protocol_level: int, retain: bool = False) -> bytes:
+        """The whole QoS 0 PUBLISH of a message without properties, encoded in one step: the bytes of
+        ``PublishTemplate(topic, payload).parts(protocol_level, 0, retain)`` joined, without building
+        (and caching in) a template, which only pays off when many receivers share it."""
+        if protocol_level not in _SUPPORTED_LEVELS:
+            raise EncodeError(f"unsupported protocol level {protocol_level}")
+        topic_field = _string(topic)
+        if protocol_level == MQTT_5:
+            topic_field += b"\x00"  # property length 0
+        remaining = len(topic_field) + len(payload)
+        first_byte = 0x31 if retain else 0x30
+        if remaining < 0x80:
+            return bytes((first_byte, remaining)) + topic_field + payload
+        return bytes((first_byte,)) + encode_varint(remaining) + topic_field + payload
+
     def _head(self, key: int, first_byte: int, level: int, properties: Properties) -> tuple[bytes, bytes]:
         qos = (first_byte >> 1) & 3
         after_packet_id = encode_properties(properties, PacketType.PUBLISH) if level == MQTT_5 else b""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from instamsg.broker import access
 from instamsg.broker.directory import AuthOutcome
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from instamsg.broker.channel import Channel
 
 logger = logging.getLogger(__name__)
+
+# CONNACK accepted at levels 3 and 4 (no properties), by (level, session present): encoded once.
+_CONNACK_ACCEPTED_3: Final = {
+    (level, present): encode(Connack(session_present=present, reason_code=0), level)
+    for level in (MQTT_3_1, MQTT_3_1_1)
+    for present in (False, True)
+}
 
 
 def refuse(channel: Channel, reason_code: int, reason: str) -> None:
@@ -106,6 +113,8 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
     if outcome is not AuthOutcome.ACCEPTED:
         refuse(channel, ReasonCode.NOT_AUTHORIZED, "blocked_or_tenant_inactive")
         return
+    # The same value, held once: the directory's string serves every connection of this client.
+    client_uuid = channel.client_uuid = client.uuid
     # Certificates (spec §4.2 step 8, D11, S10).
     common_name = channel.connection.peer_common_name
     if common_name is not None and common_name.lower() != client_uuid:
@@ -219,19 +228,26 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
             # Identity comes from the username; the identifier is only an echo for the client.
             channel.client_id = "instamsg-" + client_uuid
             connack_properties["assigned_client_identifier"] = channel.client_id
-    channel.connection.write(
-        encode(Connack(session_present=session_present, reason_code=0, properties=connack_properties), level)
-    )
+    if level == MQTT_5:
+        connack = encode(
+            Connack(session_present=session_present, reason_code=0, properties=connack_properties), level
+        )
+    else:
+        connack = _CONNACK_ACCEPTED_3[level, session_present]
+    channel.connection.write(connack)
     node.counters.connects_accepted += 1
-    logger.info(
-        "client_connected client=%s tenant=%s level=%d profile=%s session_present=%d peer=%s",
-        client_uuid,
-        client.tenant_id,
-        level,
-        profile.name,
-        int(session_present),
-        channel.connection.peer,
-    )
+    # Per-connect events are for hooks (client.connected / client.disconnected carry the channel);
+    # a log line per connect is debugging output, not something every connect should pay for.
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "client_connected client=%s tenant=%s level=%d profile=%s session_present=%d peer=%s",
+            client_uuid,
+            client.tenant_id,
+            level,
+            profile.name,
+            int(session_present),
+            channel.connection.peer,
+        )
 
     if hooks.has(HookPoint.SESSION_IMPLICIT_SUBSCRIPTIONS):
         implicit = hooks.run_fold(HookPoint.SESSION_IMPLICIT_SUBSCRIPTIONS, [], channel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from instamsg.broker import access
@@ -42,10 +43,13 @@ def handle_publish(channel: Channel, packet: Publish) -> None:
             if alias == 0 or alias > node.settings.max_topic_alias:
                 channel.protocol_error("topic_alias_invalid", ReasonCode.TOPIC_ALIAS_INVALID)  # MQTT-3.3.2-9
                 return
+            aliases = channel.aliases_in
+            if aliases is None:
+                aliases = channel.aliases_in = {}
             if topic:
-                channel.aliases_in[alias] = topic
+                aliases[alias] = topic
             else:
-                known = channel.aliases_in.get(alias)
+                known = aliases.get(alias)
                 if known is None:
                     channel.protocol_error("topic_alias_unknown")  # MQTT 5 §3.3.2.3.4: alias not yet mapped
                     return
@@ -96,7 +100,7 @@ def handle_publish(channel: Channel, packet: Publish) -> None:
             # MQTT 5: a PUBREC with an error ends the exchange; no PUBREL follows.
             _acknowledge(channel, ack_frame(0x50, packet_id, reason, level), barrier)
         else:
-            session.inbound_unreleased.add(packet_id)
+            session.mark_unreleased(packet_id)
             _acknowledge(
                 channel, ack_frame(0x50, packet_id, reason if level == MQTT_5 else 0, level), barrier
             )
@@ -106,6 +110,8 @@ def _acknowledge(channel: Channel, frame: bytes, barrier: CommitBarrier | None) 
     """Write a PUBACK/PUBREC now, or once the offline-queue writes it waits for are durable (C18)."""
     pending = channel.pending_acks
     if barrier is not None and barrier.pending:
+        if pending is None:
+            pending = channel.pending_acks = deque()
         slot = [b""]
         pending.append(slot)
 
@@ -123,6 +129,8 @@ def _acknowledge(channel: Channel, frame: bytes, barrier: CommitBarrier | None) 
 
 def _flush_acknowledgements(channel: Channel) -> None:
     pending = channel.pending_acks
+    if pending is None:
+        return
     while pending and pending[0][0]:
         channel.connection.write(pending.popleft()[0])
 
@@ -201,7 +209,7 @@ def handle_pubrel(channel: Channel, packet: Pubrel) -> None:
     session = channel.session
     assert session is not None
     if packet.packet_id in session.inbound_unreleased:
-        session.inbound_unreleased.discard(packet.packet_id)
+        session.release(packet.packet_id)
         channel.connection.write(ack_frame(0x70, packet.packet_id, 0, channel.protocol_level))
     elif channel.protocol_level == MQTT_5:
         channel.connection.write(
