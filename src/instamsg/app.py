@@ -81,13 +81,8 @@ class BrokerRegistry(LiveRegistry):
         self.directory.remove_client(client_id)
 
     def tenant_changed(self, tenant: Tenant) -> None:
-        # messages_used in storage lags the broker's exact in-memory count; never move it backwards.
-        used = max(tenant.messages_used, self.directory.messages_used(tenant.id))
-        self.directory.upsert_tenant(
-            TenantRecord(
-                id=tenant.id, active=tenant.active, max_messages=tenant.max_messages, messages_used=used
-            )
-        )
+        # The Directory keeps the larger of its exact count and the stored one, which may lag it.
+        self.directory.upsert_tenant(tenant_record(tenant))
 
     def tenant_removed(self, tenant_id: str) -> None:
         self.directory.remove_tenant(tenant_id)
