@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from instamsg.services.ports import OfflineRegistry
 from instamsg.services.tenants import TenantService
 from instamsg.store.store import Store
 from tests.support.fixtures import *  # noqa: F403
+from tests.support.instamsg_server import RUNNING
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -84,3 +85,12 @@ async def bearer_for(api: httpx.AsyncClient, credentials: AppCredentials) -> dic
 async def auth(api: httpx.AsyncClient, credentials: AppCredentials) -> dict[str, str]:
     """Authorization header of a fresh access token for `credentials`."""
     return await bearer_for(api, credentials)
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_left_by_the_test() -> Iterator[None]:
+    """A test that fails half-way must not leave an `instamsg serve` process behind."""
+    already_running = list(RUNNING)
+    yield
+    for server in [server for server in RUNNING if server not in already_running]:
+        server.stop(timeout=10)

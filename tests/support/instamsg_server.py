@@ -17,6 +17,9 @@ import httpx
 
 START_TIMEOUT_SECONDS = 30.0
 
+# Every server started and not yet stopped, so a failing test cannot leave one running.
+RUNNING: list[InstaMsgServer] = []
+
 
 def run_cli(
     *arguments: str, env: dict[str, str] | None = None, timeout: float = 60.0
@@ -32,7 +35,7 @@ def run_cli(
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class InstaMsgServer:
     data_dir: Path
     extra_arguments: list[str] = field(default_factory=list)
@@ -68,6 +71,7 @@ class InstaMsgServer:
         arguments += self.extra_arguments
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT)
+        RUNNING.append(self)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,6 +88,8 @@ class InstaMsgServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the server and wait for it; returns its exit code."""
         assert self.process is not None
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
