@@ -14,7 +14,8 @@ from instamsg.rest.app import create_app
 from instamsg.rest.dependencies import Services
 from instamsg.services.apps import AppService
 from instamsg.services.clients import ClientService
-from instamsg.services.ports import OfflineRegistry
+from instamsg.services.messages import MessageService
+from instamsg.services.ports import OfflineDelivery, OfflineRegistry
 from instamsg.services.tenants import TenantService
 from instamsg.store.store import Store
 from tests.support.fixtures import *  # noqa: F403
@@ -39,10 +40,19 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def services(store: Store) -> Services:
+def delivery() -> OfflineDelivery:
+    """The broker as the services see it; tests that check delivery and quota override this fixture."""
+    return OfflineDelivery()
+
+
+@pytest.fixture
+def services(store: Store, delivery: OfflineDelivery) -> Services:
     registry = OfflineRegistry()
     return Services(
-        apps=AppService(store), tenants=TenantService(store, registry), clients=ClientService(store, registry)
+        apps=AppService(store),
+        tenants=TenantService(store, registry),
+        clients=ClientService(store, registry),
+        messages=MessageService(store, delivery, max_payload_bytes=4096),
     )
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,26 @@ from typing import Any
 import uvicorn
 
 from instamsg.broker import BrokerNode, BrokerSettings, ClientRecord, Directory, TenantRecord
+from instamsg.broker.channel import Channel
+from instamsg.broker.hooks import HookPoint, Priority
+from instamsg.broker.message import Message
+from instamsg.broker.router import is_uuid
 from instamsg.broker.settings import OverflowPolicy
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
+from instamsg.domain.ids import new_uuid
+from instamsg.domain.messages import RESERVED_PREFIX, payload_text, rest_qos
 from instamsg.domain.tenants import Tenant
 from instamsg.pki import CertificateAuthority, default_server_hostnames, server_ssl_contexts
 from instamsg.rest.app import create_app
 from instamsg.rest.dependencies import Services
 from instamsg.services.apps import AppService
 from instamsg.services.clients import ClientService
-from instamsg.services.ports import LiveRegistry
+from instamsg.services.messages import MessageService
+from instamsg.services.ports import LiveRegistry, MessageDelivery, OfflineDelivery
 from instamsg.services.tenants import TenantService
 from instamsg.settings import Settings
+from instamsg.store.history import HistoryWriter
 from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories import traffic as traffic_repository
@@ -91,11 +99,72 @@ class BrokerRegistry(LiveRegistry):
         return self.node.is_connected(client_id)
 
 
-def build_services(store: Store, registry: LiveRegistry, settings: Settings) -> Services:
+class BrokerDelivery(MessageDelivery):
+    """REST publishes and releases go through the broker and the Directory's exact budget (spec C10)."""
+
+    def __init__(self, directory: Directory, node: BrokerNode):
+        self.directory = directory
+        self.node = node
+
+    def charge(self, tenant_id: str) -> bool:
+        return self.directory.charge_tenant(tenant_id)
+
+    def deliver(
+        self, tenant_id: str, publisher_uuid: str, topic: str, payload: bytes, mqtt_qos: int, dup: bool
+    ) -> int:
+        return self.node.deliver(tenant_id, publisher_uuid, topic, payload, mqtt_qos, dup=dup)
+
+
+def history_recorder(writer: HistoryWriter) -> Callable[[Channel | None, Message], None]:
+    """A `message.publish` callback recording each application message accepted from a client.
+
+    Synchronous and append-only (the broker never awaits the database). Messages the control plane
+    routes (`channel` None: REST publishes store their own row, wills) and reserved `instamsg/` topics
+    are not recorded; nor are p2p messages to an inbox, which are not supported by history yet.
+    `delivered_to` is not known at this point and is recorded as 0.
+    """
+
+    def record(channel: Channel | None, message: Message) -> None:
+        topic = message.topic
+        if channel is None or topic.startswith(RESERVED_PREFIX) or is_uuid(topic):
+            return
+        publisher = message.publisher_uuid
+        if publisher is None:
+            return
+        writer.append(
+            {
+                "id": new_uuid(),
+                "tenant_id": message.tenant_id,
+                "client_id": publisher,
+                "type": "pub",
+                "topic": topic,
+                "payload": payload_text(message.payload),
+                "qos": rest_qos(message.qos),
+                "client_message_id": None,
+                "duplicate": False,
+                "saved": True,
+                "source": "mqtt",
+                "delivered_to": 0,
+                "releases": [],
+                "created_at": utc_now(),
+            }
+        )
+
+    return record
+
+
+def build_services(
+    store: Store, registry: LiveRegistry, settings: Settings, delivery: MessageDelivery | None = None
+) -> Services:
     return Services(
         apps=AppService(store, token_lifetime_seconds=settings.access_token_lifetime_seconds),
         tenants=TenantService(store, registry),
         clients=ClientService(store, registry),
+        messages=MessageService(
+            store,
+            delivery if delivery is not None else OfflineDelivery(),
+            max_payload_bytes=settings.max_message_payload_bytes,
+        ),
     )
 
 
@@ -125,6 +194,7 @@ class Platform:
     store: Store | None = None
     node: BrokerNode | None = None
     session_store: DurableSessionStore | None = None
+    history: HistoryWriter | None = None
     ports: dict[str, int | None] = field(default_factory=dict)
     _http: _EmbeddedUvicorn | None = None
     _http_task: asyncio.Task[None] | None = None
@@ -190,7 +260,14 @@ class Platform:
             directory,
             session_store=self.session_store,
         )
-        services = build_services(self.store, BrokerRegistry(directory, self.node), settings)
+        self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
+        self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, history_recorder(self.history), Priority.LAST)
+        services = build_services(
+            self.store,
+            BrokerRegistry(directory, self.node),
+            settings,
+            BrokerDelivery(directory, self.node),
+        )
         broker_ports = await self.node.start()
 
         http_port: int | None = None
@@ -290,6 +367,8 @@ class Platform:
             await self.node.stop()
         if self.session_store is not None:
             await self.session_store.close()
+        if self.history is not None:
+            await self.history.close()
         await self.flush_meters()
         if self.store is not None:
             await self.store.close()

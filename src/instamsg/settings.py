@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_retained_payload_bytes: int = Field(262_144, ge=0, description="Largest retained payload kept.")
     max_topic_alias: int = Field(64, ge=0, le=65535, description="MQTT 5 topic aliases a client may use.")
     meter_flush_interval_seconds: float = Field(1.0, gt=0, description="How often counters reach storage.")
+    history_flush_interval_seconds: float = Field(
+        0.05, gt=0, description="How often history rows of MQTT publishes are written (one transaction)."
+    )
+    max_message_payload_bytes: int = Field(
+        262_144, ge=1, description="Largest payload publishMessage accepts (UTF-8 bytes); larger gets 413."
+    )
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Time allowed to drain on SIGTERM.")
 
     @field_validator("database_url")

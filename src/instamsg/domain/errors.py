@@ -10,13 +10,15 @@ Hierarchy::
     │   ├── InvalidParameter
     │   ├── UnknownField
     │   ├── InvalidTimestamp
-    │   └── InvalidTimeRange
+    │   ├── InvalidTimeRange
+    │   └── InvalidCursor
     ├── Unauthenticated             bad or missing credentials (401)
     │   ├── InvalidClientCredentials
     │   └── InvalidAccessToken
     ├── Forbidden                   authenticated but not allowed (403)
     ├── NotFound                    unknown resource, or another app's (404)
     ├── Conflict                    conflicts with the current state (409)
+    ├── PayloadTooLarge             a payload above the configured limit (413)
     ├── QuotaExceeded               tenant message budget spent (429)
     └── ServiceUnavailable          a dependency is down (503)
 
@@ -77,6 +79,10 @@ class InvalidTimeRange(ValidationFailed):
     code = "invalid_time_range"
 
 
+class InvalidCursor(ValidationFailed):
+    code = "invalid_cursor"
+
+
 class UnsupportedGrantType(ValidationFailed):
     code = "unsupported_grant_type"
 
@@ -101,6 +107,14 @@ class AuthTokenNotRetrievable(Forbidden):
     code = "auth_token_not_retrievable"
 
 
+class TopicNotAllowed(Forbidden):
+    code = "topic_not_allowed"
+
+
+class ReservedTopic(Forbidden):
+    code = "reserved_topic"
+
+
 class NotFound(DomainError):
     code = "not_found"
 
@@ -123,6 +137,15 @@ class AppNotFound(NotFound):
     code = "app_not_found"
 
 
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+
+    def __init__(self, message_id: str):
+        super().__init__(
+            f"No stored message with id {message_id!r} for this client.", details={"message_id": message_id}
+        )
+
+
 class Conflict(DomainError):
     code = "conflict"
 
@@ -137,6 +160,10 @@ class ProvisioningIdTaken(Conflict):
 
 class SecureCertNotEnabled(Conflict):
     code = "secure_cert_not_enabled"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
 
 
 class QuotaExceeded(DomainError):

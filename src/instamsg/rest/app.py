@@ -9,7 +9,7 @@ from instamsg.rest.dependencies import Services
 from instamsg.rest.errors import install_error_handlers
 from instamsg.rest.middleware import BodyGuard
 from instamsg.rest.responses import JSONResponse
-from instamsg.rest.routers import clients, health, oauth, tenants
+from instamsg.rest.routers import clients, health, messages, oauth, tenants
 
 DESCRIPTION = """\
 The InstaMsg control plane. Get an access token with `POST /oauth2/token` (HTTP Basic with your app's
@@ -38,5 +38,6 @@ def create_app(
         # The beta alias shares handlers; it stays out of the schema so operation ids remain unique.
         app.include_router(tenants.router, prefix=prefix, include_in_schema=documented)
         app.include_router(clients.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(messages.router, prefix=prefix, include_in_schema=documented)
     app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes, json_prefixes=("/api/",))
     return app

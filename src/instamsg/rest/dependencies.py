@@ -13,6 +13,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 from instamsg.domain.errors import InvalidAccessToken, InvalidClientCredentials
 from instamsg.services.apps import AppService
 from instamsg.services.clients import ClientService
+from instamsg.services.messages import MessageService
 from instamsg.services.tenants import TenantService
 
 
@@ -21,6 +22,7 @@ class Services:
     apps: AppService
     tenants: TenantService
     clients: ClientService
+    messages: MessageService
 
 
 def get_services(request: Request) -> Services:

@@ -20,6 +20,7 @@ _STATUS_BY_CLASS: Final[tuple[tuple[type[errors.DomainError], int], ...]] = (
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
     (errors.QuotaExceeded, 429),
     (errors.ServiceUnavailable, 503),
 )
@@ -116,6 +117,10 @@ def validation_error_response(error: RequestValidationError) -> JSONResponse:
         return error_response(400, "validation_failed", f"{field} is required.", {"field": field})
     if not field:
         return error_response(400, "invalid_request", "The request body must be a JSON object.", {})
+    if field == "qos":
+        # Any qos other than the integers 1-3 is invalid_qos (spec §2.5.5), whatever its JSON type.
+        message = "qos must be 1 (at most once), 2 (at least once) or 3 (exactly once)."
+        return error_response(400, "invalid_qos", message, {"field": "qos", "accepted": [1, 2, 3]})
     reason = str(first.get("msg", "invalid value"))
     if reason.startswith("Value error, "):
         reason = reason.removeprefix("Value error, ")

@@ -39,3 +39,29 @@ class OfflineRegistry:
 
     def is_online(self, client_id: str) -> bool:
         return False
+
+
+class MessageDelivery(Protocol):
+    """The broker's delivery and the tenants' exact message budget (spec C10), for the REST paths."""
+
+    def charge(self, tenant_id: str) -> bool:
+        """Charge one message to the tenant's budget; False (nothing charged) when it is spent."""
+        ...
+
+    def deliver(
+        self, tenant_id: str, publisher_uuid: str, topic: str, payload: bytes, mqtt_qos: int, dup: bool
+    ) -> int:
+        """Route the message as if the publisher had sent it; returns the sessions handed it."""
+        ...
+
+
+class OfflineDelivery:
+    """Where no broker runs in the process: nothing is charged and nothing is delivered."""
+
+    def charge(self, tenant_id: str) -> bool:
+        return True
+
+    def deliver(
+        self, tenant_id: str, publisher_uuid: str, topic: str, payload: bytes, mqtt_qos: int, dup: bool
+    ) -> int:
+        return 0

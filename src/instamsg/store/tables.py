@@ -159,3 +159,28 @@ client_traffic_hourly = Table(
     Column("messages_out", BigInteger(), nullable=False, default=0),
     Column("bytes_out", BigInteger(), nullable=False, default=0),
 )
+
+# Message history (spec §6.5): application messages accepted from clients over MQTT (written by the
+# batched HistoryWriter) and REST publishMessage with save=true (written in the request's transaction).
+message = Table(
+    "message",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("topic", Text(), nullable=False),
+    # UTF-8 text; undecodable MQTT payload bytes are stored with U+FFFD replacement characters.
+    Column("payload", Text(), nullable=False),
+    # The REST 1-3 scale (spec C23).
+    Column("qos", Integer(), nullable=False),
+    Column("client_message_id", Integer(), nullable=True),
+    Column("duplicate", Boolean(), nullable=False, default=False),
+    Column("saved", Boolean(), nullable=False, default=True),
+    Column("source", String(8), nullable=False),
+    Column("delivered_to", Integer(), nullable=False, default=0),
+    Column("releases", JSON(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+Index("ix_message_client_created", message.c.client_id, message.c.created_at, message.c.id)
