@@ -466,8 +466,10 @@ class InstaMsgTarget(Target):
             *self._database_arguments(needs.database),
         ]
         log = open(self.workdir / "instamsg.log", "ab")  # noqa: SIM115 - owned by the child process
+        # MQTT history is off by default; the history rows measure exactly that feature, switched on.
+        environment = {**os.environ, "INSTAMSG_MQTT_HISTORY": "true" if needs.database else "false"}
         self.process = subprocess.Popen(
-            arguments, stdout=log, stderr=log, preexec_fn=broker_preexec(self.broker_core)
+            arguments, stdout=log, stderr=log, env=environment, preexec_fn=broker_preexec(self.broker_core)
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT

@@ -260,8 +260,9 @@ class Platform:
             directory,
             session_store=self.session_store,
         )
-        self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
-        self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, history_recorder(self.history), Priority.LAST)
+        if settings.mqtt_history:
+            self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
+            self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, history_recorder(self.history), Priority.LAST)
         services = build_services(
             self.store,
             BrokerRegistry(directory, self.node),
