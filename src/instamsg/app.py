@@ -26,6 +26,7 @@ from instamsg.broker.hooks import HookPoint, Priority
 from instamsg.broker.message import Message
 from instamsg.broker.router import is_uuid
 from instamsg.broker.settings import OverflowPolicy
+from instamsg.devices.plugin import DeviceProtocol
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
 from instamsg.domain.ids import new_uuid
@@ -193,6 +194,7 @@ class Platform:
     settings: Settings
     store: Store | None = None
     node: BrokerNode | None = None
+    devices: DeviceProtocol | None = None
     session_store: DurableSessionStore | None = None
     history: HistoryWriter | None = None
     ports: dict[str, int | None] = field(default_factory=dict)
@@ -260,6 +262,9 @@ class Platform:
             directory,
             session_store=self.session_store,
         )
+        # The device protocol (spec §3-§13): each feature installs its hooks and handlers here.
+        self.devices = DeviceProtocol(self.node)
+        self.devices.install()
         if settings.mqtt_history:
             self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
             self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, history_recorder(self.history), Priority.LAST)

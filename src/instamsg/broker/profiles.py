@@ -17,6 +17,11 @@ class ConnectionProfile:
     persistent_sessions: bool = True  # False: always a clean session
     suback_return_codes: bool = True  # False: SUBACK with remaining length 2 (spec Q2)
     keepalive_floor: float = 0.0  # timeout = max(1.5 K, floor) for K > 0
+    implicit_delivery: bool = False  # inbox and server→device topics without SUBSCRIBE (spec §6.1, S3)
+    # Server-originated pushes (config, commands): first one no earlier than `push_delay` seconds after
+    # CONNACK (Q4), then at least `push_spacing` seconds apart (Q3). 0: no pacing.
+    push_delay: float = 0.0
+    push_spacing: float = 0.0
 
 
 STANDARD = ConnectionProfile("standard")

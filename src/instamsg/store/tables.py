@@ -158,6 +158,12 @@ client_traffic_hourly = Table(
     Column("bytes_in", BigInteger(), nullable=False, default=0),
     Column("messages_out", BigInteger(), nullable=False, default=0),
     Column("bytes_out", BigInteger(), nullable=False, default=0),
+    Column("p2p_sent", BigInteger(), nullable=False, default=0, server_default="0"),
+    Column("p2p_received", BigInteger(), nullable=False, default=0, server_default="0"),
+    Column("connects", BigInteger(), nullable=False, default=0, server_default="0"),
+    Column("disconnects", BigInteger(), nullable=False, default=0, server_default="0"),
+    Column("online_seconds", BigInteger(), nullable=False, default=0, server_default="0"),
+    Column("errors", BigInteger(), nullable=False, default=0, server_default="0"),
 )
 
 # Message history (spec §6.5): application messages accepted from clients over MQTT (written by the
@@ -169,6 +175,8 @@ message = Table(
     Column("tenant_id", String(36), nullable=False, index=True),
     Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
     Column("type", String(8), nullable=False),
+    # p2p: the addressee (the inbox UUID), listed by getMessages as `received` for it (spec §2.4.3).
+    Column("peer_id", String(36), nullable=True),
     Column("topic", Text(), nullable=False),
     # UTF-8 text; undecodable MQTT payload bytes are stored with U+FFFD replacement characters.
     Column("payload", Text(), nullable=False),
@@ -184,3 +192,137 @@ message = Table(
 )
 
 Index("ix_message_client_created", message.c.client_id, message.c.created_at, message.c.id)
+Index("ix_message_peer_created", message.c.peer_id, message.c.created_at, message.c.id)
+
+
+# ---- device data (spec §2.4.5, §2.4.6, §8, §9, §10, §11) -------------------------------------------
+# Time-series rows of devices (sessions, network logs, logs) are written by batched writers off the
+# broker's hot path; ids are server-generated strings, ordering is by (time, id).
+
+client_session = Table(
+    "client_session",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("connect_time", UTCDateTime(), nullable=False),
+    Column("disconnect_time", UTCDateTime(), nullable=True),
+    Column("transport", String(8), nullable=False),
+    Column("remote_address", String(64), nullable=False, default=""),
+    Column("protocol", String(16), nullable=False),
+    Column("profile", String(16), nullable=False),
+    Column("client_identifier", Text(), nullable=False, default=""),
+    Column("keep_alive", Integer(), nullable=False, default=0),
+    Column("clean_session", Boolean(), nullable=False, default=True),
+    Column("disconnect_reason", String(32), nullable=True),
+    Column("data", JSON(), nullable=True),
+)
+Index("ix_client_session_client_connect", client_session.c.client_id, client_session.c.connect_time)
+
+client_network_log = Table(
+    "client_network_log",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("network_interface", Text(), nullable=True),
+    Column("antenna_status", Text(), nullable=True),
+    Column("signal_strength", Integer(), nullable=True),
+    # Hexified (lowercase, no separators) for the exact-match filter; the original text stays in data.
+    Column("mac_id", String(64), nullable=True),
+    Column("imei", String(64), nullable=True),
+    Column("msisdn", String(64), nullable=True),
+    Column("iccid", String(64), nullable=True),
+    Column("source_topic", Text(), nullable=False),
+    Column("data", JSON(), nullable=False),
+)
+Index("ix_client_network_log_client_time", client_network_log.c.client_id, client_network_log.c.time)
+
+client_log = Table(
+    "client_log",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("creator", String(16), nullable=False),
+    Column("message", Text(), nullable=False),
+)
+Index("ix_client_log_client_time", client_log.c.client_id, client_log.c.time)
+
+# The latest device-reported state of a client (getClientInfo) and its remote-logging request.
+client_device_state = Table(
+    "client_device_state",
+    metadata,
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), primary_key=True),
+    Column("info", JSON(), nullable=True),
+    Column("info_updated_at", UTCDateTime(), nullable=True),
+    Column("session", JSON(), nullable=True),
+    Column("network", JSON(), nullable=True),
+    Column("library_name", String(16), nullable=True),
+    Column("library_version", String(64), nullable=True),
+    Column("client_identifier", Text(), nullable=True),
+    Column("server_logging_until", UTCDateTime(), nullable=True),
+    Column("server_logging_watcher", String(64), nullable=True),
+)
+
+# Configuration sync (spec §8, D7): desired and reported values with versions, per-key metadata.
+client_config = Table(
+    "client_config",
+    metadata,
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), primary_key=True),
+    Column("desired", JSON(), nullable=False),
+    Column("desired_version", BigInteger(), nullable=False, default=0),
+    Column("desired_updated_at", UTCDateTime(), nullable=True),
+    Column("reported", JSON(), nullable=False),
+    Column("reported_version", BigInteger(), nullable=False, default=0),
+    Column("reported_updated_at", UTCDateTime(), nullable=True),
+    # {key: {"type": "0"|"1", "desc": "..."}} as last reported by a per-key device.
+    Column("key_meta", JSON(), nullable=False),
+    # Desired keys pushed and not yet acknowledged (PUBACK) since their value last changed.
+    Column("unacknowledged", JSON(), nullable=False),
+    Column("version", BigInteger(), nullable=False, default=0),
+)
+
+# Server → device messages waiting for the client's next connect (updateCert, spec §12.3).
+client_pending_push = Table(
+    "client_pending_push",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("topic", Text(), nullable=False),
+    Column("payload", Text(), nullable=False),
+    Column("qos", Integer(), nullable=False, default=1),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Client certificates issued by the server CA (D11, S11); private keys are never kept.
+client_certificate = Table(
+    "client_certificate",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("not_after", UTCDateTime(), nullable=False),
+    # active | pending (reset, until first used) | revoked
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Files stored for a client (spec §10, D6), keyed by (client, filename); the bytes live in the file store.
+client_file = Table(
+    "client_file",
+    metadata,
+    Column("file_id", String(36), primary_key=True),
+    Column("client_id", String(36), ForeignKey("client.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(36), nullable=False, index=True),
+    Column("filename", String(255), nullable=False),
+    Column("size", BigInteger(), nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("device_status", String(8), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ux_client_file_client_filename", client_file.c.client_id, client_file.c.filename, unique=True)

@@ -168,7 +168,8 @@ def _accept_publish(channel: Channel, topic: str, packet: Publish, properties: P
                 node.hooks.run(HookPoint.MESSAGE_DENIED, channel, topic, ReasonCode.TOPIC_NAME_INVALID)
             return ReasonCode.TOPIC_NAME_INVALID
     # Quota (spec §6.4): application publishes and p2p are charged; other reserved topics are not.
-    charged = inbox_target is not None or not is_reserved(topic)
+    # `instamsg/webhook` carries application data (spec §12.2) and is charged like an application topic.
+    charged = inbox_target is not None or not is_reserved(topic) or topic == "instamsg/webhook"
     if charged and not node.directory.charge_tenant(client.tenant_id):
         node.counters.publishes_over_quota += 1
         if node.hooks.has(HookPoint.MESSAGE_DENIED):

@@ -1,0 +1,69 @@
+"""DeviceProtocol: where the device-protocol features meet the broker.
+
+It owns one `message.publish` callback that classifies `instamsg/` topics once and hands each
+device→server message to the handlers registered for its kind (spec §6.2 item 3: consumed by the
+server, attributed to the publishing connection, never forwarded). Server→device messages go out
+through `push`, which the pacing rules of legacy-A connections apply to (Q3, Q4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from instamsg.broker.hooks import HookPoint, Priority, Stop
+from instamsg.devices.ports import ClientLog, ServerLogOnly
+from instamsg.devices.topics import DEVICE_TO_SERVER, SpecialTopic, TopicKind, classify, client_topic
+
+if TYPE_CHECKING:
+    from instamsg.broker.channel import Channel
+    from instamsg.broker.message import Message
+    from instamsg.broker.node import BrokerNode
+
+logger = logging.getLogger(__name__)
+
+DeviceHandler = Callable[["Channel", SpecialTopic, "Message"], None]
+
+
+class DeviceProtocol:
+    def __init__(self, node: BrokerNode, log: ClientLog | None = None) -> None:
+        self.node = node
+        self.directory = node.directory
+        self.log: ClientLog = log if log is not None else ServerLogOnly()
+        self._handlers: dict[TopicKind, list[DeviceHandler]] = {}
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, self._dispatch, Priority.HIGH)
+            self._installed = True
+
+    def on_device_message(self, kind: TopicKind, handler: DeviceHandler) -> None:
+        """Register a handler for a device→server topic kind; several may share a kind."""
+        if kind not in DEVICE_TO_SERVER:
+            raise ValueError(f"{kind} is not a device-to-server topic")
+        self._handlers.setdefault(kind, []).append(handler)
+
+    def _dispatch(self, channel: Channel | None, message: Message) -> Stop[None] | None:
+        topic = message.topic
+        if channel is None or not topic.startswith("instamsg/"):
+            return None
+        special = classify(topic)
+        if special is None or special.kind not in DEVICE_TO_SERVER:
+            return None
+        for handler in self._handlers.get(special.kind, ()):
+            try:
+                handler(channel, special, message)
+            except Exception:
+                # Nothing a device sends may harm the server: a failing handler is logged, never raised.
+                logger.exception("device_handler_failed kind=%s client=%s", special.kind, channel.client_uuid)
+        return Stop(None)
+
+    def push(self, client_uuid: str, kind: TopicKind, payload: bytes, qos: int = 1) -> bool:
+        """Publish a server→device message on the client's own topic; False when it is not connected."""
+        client = self.directory.get_client(client_uuid)
+        if client is None or not self.node.is_connected(client.uuid):
+            return False
+        self.node.deliver(client.tenant_id, None, client_topic(client.uuid, kind), payload, qos)
+        return True
