@@ -26,13 +26,13 @@ from instamsg.broker.hooks import HookPoint, Priority
 from instamsg.broker.message import Message
 from instamsg.broker.router import is_uuid
 from instamsg.broker.settings import OverflowPolicy
-from instamsg.devices.plugin import DeviceProtocol
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
 from instamsg.domain.ids import new_uuid
 from instamsg.domain.messages import RESERVED_PREFIX, payload_text, rest_qos
 from instamsg.domain.tenants import Tenant
 from instamsg.pki import CertificateAuthority, default_server_hostnames, server_ssl_contexts
+from instamsg.protocol.plugin import DeviceProtocol
 from instamsg.rest.app import create_app
 from instamsg.rest.dependencies import Services
 from instamsg.services.apps import AppService

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from instamsg.broker.hooks import HookPoint, Priority, Stop
-from instamsg.devices.ports import ClientLog, ServerLogOnly
-from instamsg.devices.topics import DEVICE_TO_SERVER, SpecialTopic, TopicKind, classify, client_topic
+from instamsg.protocol.ports import ClientLog, ServerLogOnly
+from instamsg.protocol.topics import DEVICE_TO_SERVER, SpecialTopic, TopicKind, classify, client_topic
 
 if TYPE_CHECKING:
     from instamsg.broker.channel import Channel

@@ -8,7 +8,7 @@ from typing import Final, Protocol
 CREATOR_SERVER: Final = "InstaMsg"
 CREATOR_CLIENT: Final = "client"
 
-logger = logging.getLogger("instamsg.devices.client_log")
+logger = logging.getLogger("instamsg.protocol.client_log")
 
 
 class ClientLog(Protocol):
