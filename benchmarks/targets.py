@@ -466,8 +466,9 @@ class InstaMsgTarget(Target):
             *self._database_arguments(needs.database),
         ]
         log = open(self.workdir / "instamsg.log", "ab")  # noqa: SIM115 - owned by the child process
-        # MQTT history is off by default; the history rows measure exactly that feature, switched on.
-        environment = {**os.environ, "INSTAMSG_MQTT_HISTORY": "true" if needs.database else "false"}
+        # MQTT history is on by default (every row measures it); the history rows insist on it, and
+        # INSTAMSG_MQTT_HISTORY=false in the harness's environment measures the other rows without it.
+        environment = {**os.environ, **({"INSTAMSG_MQTT_HISTORY": "true"} if needs.database else {})}
         self.process = subprocess.Popen(
             arguments, stdout=log, stderr=log, env=environment, preexec_fn=broker_preexec(self.broker_core)
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the external programs the test suite starts (PostgreSQL, Mosquitto, NATS) are installed.
+# Make sure the external programs the test suite uses (PostgreSQL, Mosquitto, NATS, jq) are installed.
 #
 # The tests start their own throwaway servers on loopback, so this script only installs Debian packages;
 # it never starts a service, and it stops any system service that a package installed here started
@@ -29,6 +29,8 @@ missing=()
 have_postgres || missing+=(postgresql)
 have_mosquitto || missing+=(mosquitto)
 have_nats || missing+=(nats-server)
+# The README quick start (run as a test) picks fields out of --json output with jq.
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 ((${#missing[@]} == 0)) && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

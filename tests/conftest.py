@@ -10,13 +10,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from instamsg.pki import CertificateAuthority, IssuedCertificate
 from instamsg.rest.app import create_app
 from instamsg.rest.dependencies import Services
+from instamsg.services.activity import ActivityService
 from instamsg.services.apps import AppService
+from instamsg.services.certificates import CertificateService
 from instamsg.services.clients import ClientService
+from instamsg.services.commands import CommandService
+from instamsg.services.configs import ConfigService
+from instamsg.services.files import FileService
 from instamsg.services.messages import MessageService
-from instamsg.services.ports import OfflineDelivery, OfflineRegistry
+from instamsg.services.ports import OfflineDelivery, OfflinePushes, OfflineRegistry
+from instamsg.services.telemetry import TelemetryService
 from instamsg.services.tenants import TenantService
+from instamsg.store.file_store import FileStore
 from instamsg.store.store import Store
 from tests.support.fixtures import *  # noqa: F403
 from tests.support.instamsg_server import RUNNING
@@ -46,13 +54,28 @@ def delivery() -> OfflineDelivery:
 
 
 @pytest.fixture
-def services(store: Store, delivery: OfflineDelivery) -> Services:
+def services(store: Store, delivery: OfflineDelivery, tmp_path: Path) -> Services:
     registry = OfflineRegistry()
+    clients = ClientService(store, registry)
+    authorities: list[CertificateAuthority] = []
+
+    def issue_client_certificate(client_uuid: str) -> IssuedCertificate:
+        # Created on first use: an RSA CA key costs time most REST tests do not need to spend.
+        if not authorities:
+            authorities.append(CertificateAuthority(tmp_path / "pki"))
+        return authorities[0].issue_client_certificate(client_uuid)
+
     return Services(
         apps=AppService(store),
         tenants=TenantService(store, registry),
-        clients=ClientService(store, registry),
+        clients=clients,
+        certificates=CertificateService(store, clients, issue_client_certificate),
         messages=MessageService(store, delivery, max_payload_bytes=4096),
+        files=FileService(store, FileStore(tmp_path / "files")),
+        commands=CommandService(store, OfflinePushes(), max_payload_bytes=4096),
+        activity=ActivityService(store),
+        telemetry=TelemetryService(store, registry),
+        configs=ConfigService(store),
     )
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import gc
 import json
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,38 +23,66 @@ from typing import Any
 import uvicorn
 
 from instamsg.broker import BrokerNode, BrokerSettings, ClientRecord, Directory, TenantRecord
-from instamsg.broker.channel import Channel
-from instamsg.broker.hooks import HookPoint, Priority
-from instamsg.broker.message import Message
-from instamsg.broker.router import is_uuid
 from instamsg.broker.settings import OverflowPolicy
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
-from instamsg.domain.ids import new_uuid
-from instamsg.domain.messages import RESERVED_PREFIX, payload_text, rest_qos
 from instamsg.domain.tenants import Tenant
 from instamsg.pki import CertificateAuthority, default_server_hostnames, server_ssl_contexts
+from instamsg.protocol.activity import ActivityMeters, install_activity
+from instamsg.protocol.commands import ServerCommands
+from instamsg.protocol.config_sync import ConfigSync, install_config_sync
+from instamsg.protocol.files import FileCommandSender
+from instamsg.protocol.history import install_history
+from instamsg.protocol.identity import install_identity
+from instamsg.protocol.implicit import install_implicit_delivery
 from instamsg.protocol.plugin import DeviceProtocol
+from instamsg.protocol.provisioning import Provisioning, install_provisioning, provisioning_open
+from instamsg.protocol.pushes import install_push_pacing
+from instamsg.protocol.remote_logging import RemoteLogging
+from instamsg.protocol.routing import install_routing
+from instamsg.protocol.secure_clients import SecureClients, install_secure_clients
+from instamsg.protocol.telemetry import detect_library, install_telemetry
+from instamsg.protocol.topics import TopicKind
 from instamsg.rest.app import create_app
 from instamsg.rest.dependencies import Services
+from instamsg.services.activity import ActivityService
 from instamsg.services.apps import AppService
+from instamsg.services.certificates import CertificateService, StoredCertificateRecords
 from instamsg.services.clients import ClientService
+from instamsg.services.commands import CommandService
+from instamsg.services.configs import ConfigService
+from instamsg.services.files import FileService, default_public_url
 from instamsg.services.messages import MessageService
-from instamsg.services.ports import LiveRegistry, MessageDelivery, OfflineDelivery
+from instamsg.services.ports import (
+    DevicePushes,
+    LiveRegistry,
+    MessageDelivery,
+    OfflineDelivery,
+    OfflinePushes,
+)
+from instamsg.services.sms import ProvisioningSms
+from instamsg.services.telemetry import TelemetryService
 from instamsg.services.tenants import TenantService
 from instamsg.settings import Settings
+from instamsg.sidechannel.front_door import front_door_class
+from instamsg.sidechannel.handlers import SideChannel
+from instamsg.store.activity import ActivityWriter, StoreClientLog, activity_deltas, load_activity_state
+from instamsg.store.file_store import FileStore
 from instamsg.store.history import HistoryWriter
 from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories import traffic as traffic_repository
 from instamsg.store.repositories.traffic import TrafficDelta
+from instamsg.store.retention import HistoryRetention
 from instamsg.store.session_store import DurableSessionStore
 from instamsg.store.store import Store
+from instamsg.store.telemetry import TelemetryWriter
 
 logger = logging.getLogger(__name__)
 
 
 def client_record(client: Client) -> ClientRecord:
+    params = client.provisioning_params or {}
     return ClientRecord(
         uuid=client.id,
         tenant_id=client.tenant_id,
@@ -62,6 +92,10 @@ def client_record(client: Client) -> ClientRecord:
         blocked=client.blocked,
         secure_cert_enabled=client.secure_cert_enabled,
         client_type=client.type.value,
+        provisioning_id=params.get("provisioning_id"),
+        provisioning_key=params.get("provisioning_key"),
+        provisioned=client.provisioned_at is not None,
+        provisioning_open=provisioning_open(client),
     )
 
 
@@ -116,51 +150,49 @@ class BrokerDelivery(MessageDelivery):
         return self.node.deliver(tenant_id, publisher_uuid, topic, payload, mqtt_qos, dup=dup)
 
 
-def history_recorder(writer: HistoryWriter) -> Callable[[Channel | None, Message], None]:
-    """A `message.publish` callback recording each application message accepted from a client.
+class BrokerPushes:
+    """The services' `DevicePushes` port: pushes (paced for legacy A) and disconnects via the broker."""
 
-    Synchronous and append-only (the broker never awaits the database). Messages the control plane
-    routes (`channel` None: REST publishes store their own row, wills) and reserved `instamsg/` topics
-    are not recorded; nor are p2p messages to an inbox, which are not supported by history yet.
-    `delivered_to` is not known at this point and is recorded as 0.
-    """
+    def __init__(self, devices: DeviceProtocol):
+        self.devices = devices
 
-    def record(channel: Channel | None, message: Message) -> None:
-        topic = message.topic
-        if channel is None or topic.startswith(RESERVED_PREFIX) or is_uuid(topic):
+    def push(self, client_id: str, kind: str, payload: bytes, qos: int) -> bool:
+        return self.devices.push(client_id, TopicKind(kind), payload, qos)
+
+    def disconnect(self, client_id: str, reason: str, after_seconds: float = 0.0) -> None:
+        channel = self.devices.node.channels.get(client_id)
+        if channel is None:
             return
-        publisher = message.publisher_uuid
-        if publisher is None:
+        if after_seconds <= 0:
+            channel.close(None, reason, publish_will=False)
             return
-        writer.append(
-            {
-                "id": new_uuid(),
-                "tenant_id": message.tenant_id,
-                "client_id": publisher,
-                "type": "pub",
-                "topic": topic,
-                "payload": payload_text(message.payload),
-                "qos": rest_qos(message.qos),
-                "client_message_id": None,
-                "duplicate": False,
-                "saved": True,
-                "source": "mqtt",
-                "delivered_to": 0,
-                "releases": [],
-                "created_at": utc_now(),
-            }
+        # Only the connection open now: one the client opens meanwhile (say with a new token) stays.
+        asyncio.get_running_loop().call_later(
+            after_seconds, functools.partial(channel.close, None, reason, publish_will=False)
         )
-
-    return record
 
 
 def build_services(
-    store: Store, registry: LiveRegistry, settings: Settings, delivery: MessageDelivery | None = None
+    store: Store,
+    registry: LiveRegistry,
+    settings: Settings,
+    delivery: MessageDelivery | None = None,
+    pushes: DevicePushes | None = None,
 ) -> Services:
     return Services(
         apps=AppService(store, token_lifetime_seconds=settings.access_token_lifetime_seconds),
         tenants=TenantService(store, registry),
-        clients=ClientService(store, registry),
+        clients=ClientService(
+            store,
+            registry,
+            pushes,
+            auth_token_reset_disconnect_seconds=settings.auth_token_reset_disconnect_seconds,
+        ),
+        commands=CommandService(
+            store,
+            pushes if pushes is not None else OfflinePushes(),
+            max_payload_bytes=settings.max_message_payload_bytes,
+        ),
         messages=MessageService(
             store,
             delivery if delivery is not None else OfflineDelivery(),
@@ -197,6 +229,16 @@ class Platform:
     devices: DeviceProtocol | None = None
     session_store: DurableSessionStore | None = None
     history: HistoryWriter | None = None
+    activity: ActivityWriter | None = None
+    activity_meters: ActivityMeters | None = None
+    remote_logging: RemoteLogging | None = None
+    retention: HistoryRetention | None = None
+    telemetry: TelemetryWriter | None = None
+    config_sync: ConfigSync | None = None
+    commands: ServerCommands | None = None
+    files: FileService | None = None
+    provisioning: Provisioning | None = None
+    secure_clients: SecureClients | None = None
     ports: dict[str, int | None] = field(default_factory=dict)
     _http: _EmbeddedUvicorn | None = None
     _http_task: asyncio.Task[None] | None = None
@@ -265,15 +307,86 @@ class Platform:
         # The device protocol (spec §3-§13): each feature installs its hooks and handlers here.
         self.devices = DeviceProtocol(self.node)
         self.devices.install()
+        # Client activity (sessions, client logs, metrics, remote logging): its log is `devices.log`.
+        self.activity = ActivityWriter(self.store, flush_interval=settings.activity_flush_interval_seconds)
+        self.activity_meters = ActivityMeters()
+        install_activity(self.devices, self.activity, StoreClientLog(self.activity), self.activity_meters)
+        self.remote_logging = RemoteLogging(self.devices)
+        self.remote_logging.install()
+        self.remote_logging.load(await load_activity_state(self.store))
+        install_routing(self.devices, settings.p2p_reply_window_seconds)
+        install_implicit_delivery(self.devices)
+        install_push_pacing(
+            self.devices, settings.legacy_push_delay_seconds, settings.legacy_push_spacing_seconds
+        )
+        install_identity(self.devices)
+        certificate_records = StoredCertificateRecords(self.store)
+        secure_clients = self.secure_clients = await install_secure_clients(self.devices, certificate_records)
+        self.provisioning = install_provisioning(
+            self.devices,
+            effects=certificate_records,
+            issue_certificate=ca.issue_client_certificate,
+            secure_clients=secure_clients,
+            close_delay=settings.provisioning_close_delay_seconds,
+        )
         if settings.mqtt_history:
             self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
-            self.node.hooks.add(HookPoint.MESSAGE_PUBLISH, history_recorder(self.history), Priority.LAST)
+            install_history(self.devices, self.history.record)
+        if settings.history_retention_days > 0:
+            self.retention = HistoryRetention(self.store, settings.history_retention_days)
+            self.retention.start()
         services = build_services(
             self.store,
             BrokerRegistry(directory, self.node),
             settings,
             BrokerDelivery(directory, self.node),
+            BrokerPushes(self.devices),
         )
+        services = dataclasses.replace(
+            services,
+            certificates=CertificateService(
+                self.store, services.clients, ca.issue_client_certificate, secure_clients
+            ),
+        )
+        # No SMS gateway is configurable yet: provisioning SMS are written to the client's log (S12).
+        services.clients.sms = ProvisioningSms(log=self.devices.log)
+        # Device telemetry and config sync (spec §8, §11): handlers on the hot path, writers off it.
+        self.telemetry = TelemetryWriter(
+            self.store,
+            detect_library=detect_library,
+            flush_interval=settings.telemetry_flush_interval_seconds,
+        )
+        install_telemetry(self.devices, self.telemetry)
+        configs = ConfigService(self.store, BrokerPushes(self.devices), self.devices.log)
+        self.config_sync = install_config_sync(
+            self.devices, configs, push_on_connect_delay=settings.config_push_on_connect_delay_seconds
+        )
+        services = dataclasses.replace(
+            services,
+            telemetry=TelemetryService(self.store, BrokerRegistry(directory, self.node)),
+            configs=configs,
+        )
+        services = dataclasses.replace(
+            services,
+            activity=ActivityService(
+                self.store,
+                self.remote_logging,
+                default_logging_seconds=settings.server_logging_default_seconds,
+                max_logging_seconds=settings.server_logging_max_seconds,
+            ),
+        )
+        # Server commands and their replies (S14), files and the device side channel (§10).
+        self.commands = ServerCommands(self.devices, timeout=settings.command_timeout_seconds)
+        self.commands.install()
+        self.files = FileService(
+            self.store,
+            FileStore(settings.files_dir or settings.data_dir / "files"),
+            FileCommandSender(self.commands),
+            max_file_bytes=settings.max_file_bytes,
+            fetch_timeout_seconds=settings.file_fetch_timeout_seconds,
+        )
+        await self.files.prepare()
+        services = dataclasses.replace(services, files=self.files)
         broker_ports = await self.node.start()
 
         http_port: int | None = None
@@ -285,8 +398,15 @@ class Platform:
             )
             http_socket = _bind(settings.host, settings.http_port)
             http_port = http_socket.getsockname()[1]
+            self.files.public_url = settings.public_url or default_public_url(settings.host, http_port)
+            # The front door answers device side-channel requests itself and hands the rest to uvicorn.
             config = uvicorn.Config(
-                api, lifespan="off", log_config=None, access_log=False, server_header=False
+                api,
+                http=front_door_class(SideChannel(directory, self.files)),
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
             )
             self._http = _EmbeddedUvicorn(config)
             self._http_task = asyncio.create_task(self._http.serve(sockets=[http_socket]), name="http")
@@ -342,7 +462,8 @@ class Platform:
         usage = {
             tenant_id: used for tenant_id, used in usage.items() if used != self._written_usage.get(tenant_id)
         }
-        if not self._pending_traffic and not usage:
+        activity_counts = self.activity_meters.take() if self.activity_meters is not None else {}
+        if not self._pending_traffic and not usage and not activity_counts:
             return
         traffic = [TrafficDelta(client_id, *counts) for client_id, counts in self._pending_traffic.items()]
         hour_start = utc_now().replace(minute=0, second=0, microsecond=0)
@@ -351,7 +472,10 @@ class Platform:
                 await traffic_repository.add_hourly_traffic(connection, hour_start, traffic)
                 for tenant_id, used in usage.items():
                     await traffic_repository.raise_messages_used(connection, tenant_id, used)
+                await traffic_repository.add_hourly_activity(connection, activity_deltas(activity_counts))
         except Exception:
+            if self.activity_meters is not None:
+                self.activity_meters.restore(activity_counts)
             # Counters stay pending and are retried on the next tick: nothing metered is dropped.
             self._unwritten_usage.update(usage)
             raise
@@ -369,12 +493,31 @@ class Platform:
             self._http.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http_task, timeout=self.settings.shutdown_grace_seconds)
+        if self.commands is not None:
+            self.commands.close()
+        if self.files is not None:
+            await self.files.close()
         if self.node is not None:
             await self.node.stop()
+        # Certificates being issued and provisioning marks still to write (spec §5.6).
+        if self.provisioning is not None:
+            await self.provisioning.drain()
+        if self.secure_clients is not None:
+            await self.secure_clients.drain()
         if self.session_store is not None:
             await self.session_store.close()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.history is not None:
             await self.history.close()
+        if self.remote_logging is not None:
+            self.remote_logging.close()
+        if self.activity is not None:
+            await self.activity.close()
+        if self.config_sync is not None:
+            await self.config_sync.close()
+        if self.telemetry is not None:
+            await self.telemetry.close()
         await self.flush_meters()
         if self.store is not None:
             await self.store.close()

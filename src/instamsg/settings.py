@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     queue_qos0_offline: bool = Field(False, description="Also queue QoS 0 messages for offline sessions.")
     max_connections: int = Field(100_000, ge=1, description="Sockets beyond this are closed at once.")
     connect_timeout_seconds: float = Field(10.0, gt=0, description="Time a new socket has to send CONNECT.")
+    provisioning_close_delay_seconds: float = Field(
+        30.0, ge=0, description="A provisioning connection is closed gracefully this long after PROVACK."
+    )
     max_session_expiry_seconds: int = Field(
         7 * 24 * 3600, ge=0, description="Cap on the MQTT 5 session expiry a client may ask for."
     )
@@ -77,15 +80,56 @@ class Settings(BaseSettings):
     max_retained_per_tenant: int = Field(10_000, ge=0, description="Retained messages kept per tenant.")
     max_retained_payload_bytes: int = Field(262_144, ge=0, description="Largest retained payload kept.")
     max_topic_alias: int = Field(64, ge=0, le=65535, description="MQTT 5 topic aliases a client may use.")
+    p2p_reply_window_seconds: float = Field(
+        3600.0, ge=0, description="How long a client may reply to a p2p sender without a pub_topics entry."
+    )
+    legacy_push_delay_seconds: float = Field(
+        11.0, ge=0, description="Server pushes to paced legacy-A connections start this long after CONNACK."
+    )
+    legacy_push_spacing_seconds: float = Field(
+        0.6, ge=0, description="Minimum gap between two server pushes to a paced legacy-A connection."
+    )
     meter_flush_interval_seconds: float = Field(1.0, gt=0, description="How often counters reach storage.")
-    # Off by default for now: the history writer costs the broker 3-5x its throughput (docs/benchmarks.md);
-    # spec §6.5 wants it on, which it will be once the writer keeps up with the broker.
-    mqtt_history: bool = Field(False, description="Store messages published over MQTT in the history.")
+    telemetry_flush_interval_seconds: float = Field(
+        0.2, gt=0, description="How often device info and network reports are written (one transaction)."
+    )
+    config_push_on_connect_delay_seconds: float = Field(
+        2.0, ge=0, description="Pending config keys are pushed this long after a device connects."
+    )
+    activity_flush_interval_seconds: float = Field(
+        0.1, gt=0, description="How often session records and client logs are written (one transaction)."
+    )
+    server_logging_default_seconds: int = Field(
+        600, ge=1, description="Remote logging duration when PUT server_logging gives none."
+    )
+    server_logging_max_seconds: int = Field(
+        86_400, ge=1, description="Longest remote logging duration PUT server_logging accepts."
+    )
+    # On as spec §6.5 requires; operators who need no MQTT history can save its cost (docs/benchmarks.md).
+    mqtt_history: bool = Field(
+        True, description="Store messages published over MQTT (pub, p2p, webhook) in the history."
+    )
     history_flush_interval_seconds: float = Field(
         0.05, gt=0, description="How often history rows of MQTT publishes are written (one transaction)."
     )
+    history_retention_days: float = Field(
+        30.0, ge=0, description="Stored messages older than this are deleted (spec §6.5); 0 keeps all."
+    )
     max_message_payload_bytes: int = Field(
         262_144, ge=1, description="Largest payload publishMessage accepts (UTF-8 bytes); larger gets 413."
+    )
+    auth_token_reset_disconnect_seconds: float = Field(
+        30.0, ge=0, description="reset_auth_token closes old connections at most this long after the push."
+    )
+    files_dir: Path | None = Field(None, description="Directory of stored files; default <data_dir>/files.")
+    max_file_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, description="Largest file a device or uploadFile may store; larger gets 413."
+    )
+    file_fetch_timeout_seconds: float = Field(
+        30.0, ge=0, description="downloadFile waits this long for an online device to upload a missing file."
+    )
+    command_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long the server waits for a device's reply to its command (S14)."
     )
     shutdown_grace_seconds: float = Field(10.0, ge=0, description="Time allowed to drain on SIGTERM.")
 

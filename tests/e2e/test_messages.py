@@ -20,8 +20,8 @@ from tests.support.instamsg_server import InstaMsgServer
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InstaMsgServer]:
-    # MQTT history is opt-in for now (docs/configuration.md); these tests exercise it.
-    monkeypatch.setenv("INSTAMSG_MQTT_HISTORY", "true")
+    # Default settings: MQTT history is on (spec §6.5), whatever the environment running the tests says.
+    monkeypatch.delenv("INSTAMSG_MQTT_HISTORY", raising=False)
     running = InstaMsgServer(tmp_path / "data").start()
     yield running
     assert running.stop() == 0, running.log()
@@ -109,7 +109,7 @@ def test_rest_publish_reaches_a_subscriber_at_the_mqtt_qos(server: InstaMsgServe
 
 
 def test_device_publish_appears_in_history_with_source_mqtt(server: InstaMsgServer) -> None:
-    """With INSTAMSG_MQTT_HISTORY on; the default (off) is checked below."""
+    """With default settings; switching MQTT history off is checked below."""
     with _http(server) as http:
         path, publisher_credentials, _ = _setup(http)
         device = Device(publisher_credentials, server.ports["mqtt"])
@@ -130,6 +130,36 @@ def test_device_publish_appears_in_history_with_source_mqtt(server: InstaMsgServ
         assert by_topic["data/a"]["payload"] == "one"
         assert by_topic["data/b"]["payload"] == "\ufffd\ufffd two"  # undecodable bytes are replaced
         assert all(item["direction"] == "sent" and item["type"] == "pub" for item in items)
+
+
+def test_p2p_and_webhook_publishes_appear_in_history(server: InstaMsgServer) -> None:
+    """Spec §6.5 (pub and p2p from MQTT) and §12.2 (webhook data stored as `pub`)."""
+    with _http(server) as http:
+        tenant = http.post(
+            "/api/v1/tenants", json={"name": "t", "max_clients": 5, "max_messages": 100}
+        ).json()
+        clients = f"/api/v1/tenants/{tenant['id']}/clients"
+        peer = http.post(clients, json={"type": "user", "name": "peer"}).json()
+        sender = http.post(clients, json={"type": "device", "name": "s", "pub_topics": [peer["id"]]}).json()
+        device = Device(sender, server.ports["mqtt"])
+        envelope = f'{{"message_id": "1", "reply_to": "{sender["id"]}", "body": "hi"}}'.encode()
+        try:
+            device.publish(peer["id"].upper(), envelope, qos=1)
+            device.publish("instamsg/webhook", b'{"data": {"t": 21}}', qos=1)
+        finally:
+            device.close()
+        items = _wait_for_items(http, f"{clients}/{sender['id']}/messages", 2)
+        by_type = {item["type"]: item for item in items}
+        assert len(items) == 2 and set(by_type) == {"p2p", "pub"}
+        assert (by_type["p2p"]["topic"], by_type["p2p"]["payload"]) == (peer["id"], envelope.decode())
+        assert (by_type["pub"]["topic"], by_type["pub"]["payload"]) == (
+            "instamsg/webhook",
+            '{"data": {"t": 21}}',
+        )
+        assert {item["source"] for item in items} == {"mqtt"}
+        # The addressee lists the p2p message as received (spec §2.4.3).
+        received = _wait_for_items(http, f"{clients}/{peer['id']}/messages", 1)
+        assert [(item["id"], item["direction"]) for item in received] == [(by_type["p2p"]["id"], "received")]
 
 
 def test_quota_exhaustion_is_429_and_nothing_is_delivered(server: InstaMsgServer) -> None:
@@ -206,7 +236,6 @@ def test_graceful_stop_flushes_pending_history(tmp_path: Path, monkeypatch: pyte
     data_dir = tmp_path / "data"
     # A flush interval far longer than the test: only the shutdown flush can write the rows.
     monkeypatch.setenv("INSTAMSG_HISTORY_FLUSH_INTERVAL_SECONDS", "60")
-    monkeypatch.setenv("INSTAMSG_MQTT_HISTORY", "true")
     server = InstaMsgServer(data_dir).start()
     monkeypatch.delenv("INSTAMSG_HISTORY_FLUSH_INTERVAL_SECONDS")
     credentials = server.create_app("flush")
@@ -231,8 +260,10 @@ def test_graceful_stop_flushes_pending_history(tmp_path: Path, monkeypatch: pyte
         assert restarted.stop() == 0, restarted.log()
 
 
-def test_mqtt_history_is_off_by_default(tmp_path: Path) -> None:
+def test_mqtt_history_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSTAMSG_MQTT_HISTORY", "false")
     server = InstaMsgServer(tmp_path / "data").start()
+    monkeypatch.delenv("INSTAMSG_MQTT_HISTORY")
     try:
         with _http(server) as http:
             path, publisher_credentials, _ = _setup(http)

@@ -44,6 +44,7 @@ class Connection(asyncio.Protocol):
         "decoder",
         "listener",
         "node",
+        "peer_certificate_serial",
         "peer_common_name",
         "transport",
         "writable",
@@ -62,6 +63,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self._peername: Any = _NOT_CONNECTED
         self.peer_common_name: str | None = None
+        self.peer_certificate_serial: str | None = None  # lowercase hex, no leading zeros
         self.channel = Channel(node, self)
 
     @property
@@ -84,7 +86,9 @@ class Connection(asyncio.Protocol):
         # sockets inherit them, which saves two system calls and a socket object per connect.
         self._peername = transport.get_extra_info("peername")
         if self.listener in _SECURE_LISTENERS:
-            self.peer_common_name = _peer_common_name(transport.get_extra_info("peercert"))
+            peer_certificate = transport.get_extra_info("peercert")
+            self.peer_common_name = _peer_common_name(peer_certificate)
+            self.peer_certificate_serial = _peer_certificate_serial(peer_certificate)
         if not self.node.connection_opened(self):
             self.closed = True
             transport.abort()
@@ -197,3 +201,10 @@ def _peer_common_name(certificate: Any) -> str | None:
             if key == "commonName":
                 return str(value)
     return None
+
+
+def _peer_certificate_serial(certificate: Any) -> str | None:
+    """The serial number of a verified client certificate, normalised for revocation checks."""
+    if not certificate or "serialNumber" not in certificate:
+        return None
+    return format(int(certificate["serialNumber"], 16), "x")

@@ -11,6 +11,7 @@ the MQTT path (charged by the broker) and the REST path (`charge_tenant`).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 from collections.abc import Iterable
@@ -49,10 +50,12 @@ class TenantBudget:
 
 
 class Directory:
-    __slots__ = ("_budgets", "_clients", "_listeners", "_tenants")
+    __slots__ = ("_budgets", "_by_provisioning_id", "_clients", "_listeners", "_tenants")
 
     def __init__(self) -> None:
         self._clients: dict[str, ClientRecord] = {}
+        # Provisioning id → client UUID: a provisioning CONNECT names no tenant (spec S2, §5.4).
+        self._by_provisioning_id: dict[str, str] = {}
         self._tenants: dict[str, TenantRecord] = {}
         self._budgets: dict[str, TenantBudget] = {}
         self._listeners: list[DirectoryListener] = []
@@ -72,6 +75,11 @@ class Directory:
             for tenant in self._tenants.values()
         }
         self._clients = {client.uuid.lower(): _lower_uuid(client) for client in clients}
+        self._by_provisioning_id = {
+            client.provisioning_id: uuid
+            for uuid, client in self._clients.items()
+            if client.provisioning_id is not None
+        }
 
     # ---- tenants ---------------------------------------------------------------------------------
 
@@ -95,7 +103,7 @@ class Directory:
         self._tenants.pop(tenant_id, None)
         self._budgets.pop(tenant_id, None)
         for uuid in [uuid for uuid, client in self._clients.items() if client.tenant_id == tenant_id]:
-            del self._clients[uuid]
+            self._unindex(self._clients.pop(uuid))
         for listener in self._listeners:
             listener.on_tenant_removed(tenant_id)
 
@@ -125,17 +133,32 @@ class Directory:
         old = self._clients.get(record.uuid)
         self._clients[record.uuid] = record
         if old is not None:
+            self._unindex(old)
+        if record.provisioning_id is not None:
+            self._by_provisioning_id[record.provisioning_id] = record.uuid
+        if old is not None:
             for listener in self._listeners:
                 listener.on_client_changed(old, record)
 
     def remove_client(self, uuid: str) -> None:
         record = self._clients.pop(uuid.lower(), None)
         if record is not None:
+            self._unindex(record)
             for listener in self._listeners:
                 listener.on_client_removed(record)
 
     def get_client(self, uuid: str) -> ClientRecord | None:
         return self._clients.get(uuid.lower())
+
+    def find_by_provisioning_id(self, provisioning_id: str) -> ClientRecord | None:
+        """The client a provisioning CONNECT names, server-wide (exact, case-sensitive match)."""
+        uuid = self._by_provisioning_id.get(provisioning_id)
+        return None if uuid is None else self._clients.get(uuid)
+
+    def _unindex(self, record: ClientRecord) -> None:
+        key = record.provisioning_id
+        if key is not None and self._by_provisioning_id.get(key) == record.uuid:
+            del self._by_provisioning_id[key]
 
     def authenticate(self, uuid: str, password: bytes | None) -> tuple[AuthOutcome, ClientRecord | None]:
         """Check a token in constant time; lookup failure and a wrong token are indistinguishable."""
@@ -156,13 +179,4 @@ class Directory:
 def _lower_uuid(record: ClientRecord) -> ClientRecord:
     if record.uuid.islower() or record.uuid == record.uuid.lower():
         return record
-    return ClientRecord(
-        uuid=record.uuid.lower(),
-        tenant_id=record.tenant_id,
-        auth_token=record.auth_token,
-        pub_topics=record.pub_topics,
-        sub_topics=record.sub_topics,
-        blocked=record.blocked,
-        secure_cert_enabled=record.secure_cert_enabled,
-        client_type=record.client_type,
-    )
+    return dataclasses.replace(record, uuid=record.uuid.lower())

@@ -23,11 +23,14 @@ class Message:
 
     `properties` holds only forwardable MQTT 5 properties; message expiry is kept as an absolute
     monotonic deadline so each delivery states the remaining lifetime (MQTT-3.3.2-6).
+    `dup` is set only by control-plane deliveries that ask for it (REST `duplicate`, spec §2.5.5): the
+    first transmission at QoS 1/2 then carries DUP=1; QoS 0 never does.
     """
 
     __slots__ = (
         "_qos0_frames",
         "_template",
+        "dup",
         "expires_at",
         "payload",
         "properties",
@@ -59,6 +62,7 @@ class Message:
         self.expires_at = expires_at
         self._template: PublishTemplate | None = None
         self._qos0_frames: dict[int, bytes] | None = None
+        self.dup = False
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -493,8 +493,9 @@ class BrokerNode:
 
         Call it on the event loop's thread (it is synchronous and touches connection state). No ACL and
         no quota here: the calling service decides and charges (`Directory.charge_tenant`).
-        An inbox topic must name a client of the same tenant. `dup` has no meaning for a fresh message
-        and is ignored. Returns how many sessions the message was handed to.
+        An inbox topic must name a client of the same tenant. `dup` sets DUP on the first transmission
+        of QoS 1/2 deliveries (REST `duplicate`, spec §2.5.5), never at QoS 0. Returns how many
+        sessions the message was handed to.
         """
         if is_uuid(topic):
             topic = topic.lower()
@@ -514,6 +515,8 @@ class BrokerNode:
             forwarded_properties(properties) if properties else None,
             expires_at,
         )
+        if dup:
+            message.dup = True
         if publisher_uuid is not None:
             meter = self.meters.client(publisher_uuid)
             meter[0] += 1

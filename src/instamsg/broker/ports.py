@@ -24,6 +24,13 @@ class ClientRecord:
     blocked: bool = False
     secure_cert_enabled: bool = False
     client_type: str = "device"
+    # Provisioning (spec §5.4): the server-wide id, the key (None or "": any password is accepted),
+    # whether it provisioned before (a repeat is logged), and whether a keyless client may still
+    # provision, i.e. has not connected normally since (C3).
+    provisioning_id: str | None = None
+    provisioning_key: str | None = None
+    provisioned: bool = False
+    provisioning_open: bool = True
 
 
 @dataclass(frozen=True, slots=True)

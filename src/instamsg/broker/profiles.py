@@ -43,6 +43,7 @@ class ConnectReply:
     close=True: the broker closes the socket after `close_delay` seconds (0: at once).
     close=False: the peer is expected to close it (spec §5.5: never reset a provisioning connection);
     the broker still closes it after `BrokerSettings.connect_timeout`.
+    Empty `data`: nothing is written now; the hook writes its answer to `channel.connection` later.
     """
 
     data: bytes

@@ -265,7 +265,7 @@ class Session:
     ) -> None:
         packet_id = self.allocate_packet_id()
         self.inflight[packet_id] = InflightEntry(message, qos, retain, subscription_identifiers)
-        if not channel.send_publish(message, qos, retain, packet_id, False, subscription_identifiers):
+        if not channel.send_publish(message, qos, retain, packet_id, message.dup, subscription_identifiers):
             # Refused by the connection (larger than the client's Maximum Packet Size, MQTT-3.1.2-25).
             del self.inflight[packet_id]
 

@@ -19,6 +19,7 @@ Hierarchy::
     ├── NotFound                    unknown resource, or another app's (404)
     ├── Conflict                    conflicts with the current state (409)
     ├── PayloadTooLarge             a payload above the configured limit (413)
+    ├── Unprocessable               well-formed but semantically invalid (422)
     ├── QuotaExceeded               tenant message budget spent (429)
     └── ServiceUnavailable          a dependency is down (503)
 
@@ -164,6 +165,16 @@ class SecureCertNotEnabled(Conflict):
 
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
+
+
+class Unprocessable(DomainError):
+    """Well-formed but semantically invalid (422)."""
+
+    code = "unprocessable"
+
+
+class UnknownPeer(Unprocessable):
+    code = "unknown_peer"
 
 
 class QuotaExceeded(DomainError):

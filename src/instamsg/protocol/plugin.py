@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from instamsg.broker.hooks import HookPoint, Priority, Stop
 from instamsg.protocol.ports import ClientLog, ServerLogOnly
+from instamsg.protocol.pushes import PushPacer, is_paced
 from instamsg.protocol.topics import DEVICE_TO_SERVER, SpecialTopic, TopicKind, classify, client_topic
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class DeviceProtocol:
         self.log: ClientLog = log if log is not None else ServerLogOnly()
         self._handlers: dict[TopicKind, list[DeviceHandler]] = {}
         self._installed = False
+        # Set by `pushes.install_push_pacing`; None: every push goes out at once.
+        self.pacer: PushPacer | None = None
 
     def install(self) -> None:
         if not self._installed:
@@ -61,9 +64,20 @@ class DeviceProtocol:
         return Stop(None)
 
     def push(self, client_uuid: str, kind: TopicKind, payload: bytes, qos: int = 1) -> bool:
-        """Publish a server→device message on the client's own topic; False when it is not connected."""
+        """Publish a server→device message on the client's own topic.
+
+        Connections of a paced profile (Q3, Q4) get it through their push queue, after the post-CONNACK
+        delay and spaced from the previous push. False when the client is not connected (or its push
+        queue is full): the caller keeps the push pending.
+        """
         client = self.directory.get_client(client_uuid)
-        if client is None or not self.node.is_connected(client.uuid):
+        if client is None:
             return False
-        self.node.deliver(client.tenant_id, None, client_topic(client.uuid, kind), payload, qos)
+        channel = self.node.channels.get(client.uuid)
+        if channel is None:
+            return False
+        topic = client_topic(client.uuid, kind)
+        if self.pacer is not None and is_paced(channel):
+            return self.pacer.submit(channel, topic, payload, qos)
+        self.node.deliver(client.tenant_id, None, topic, payload, qos)
         return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI
 
 from instamsg import __version__
@@ -9,7 +11,10 @@ from instamsg.rest.dependencies import Services
 from instamsg.rest.errors import install_error_handlers
 from instamsg.rest.middleware import BodyGuard
 from instamsg.rest.responses import JSONResponse
-from instamsg.rest.routers import clients, health, messages, oauth, tenants
+from instamsg.rest.routers import activity, clients, commands, device, files, health, messages, oauth, tenants
+
+# uploadFile streams its multipart body and applies the file size limit itself (spec §10.5).
+FILE_UPLOAD_PATH = re.compile(r"^/api/(?:v1|beta)/tenants/[^/]+/clients/[^/]+/files/[^/]+$")
 
 DESCRIPTION = """\
 The InstaMsg control plane. Get an access token with `POST /oauth2/token` (HTTP Basic with your app's
@@ -34,10 +39,17 @@ def create_app(
     install_error_handlers(app)
     app.include_router(oauth.router)
     app.include_router(health.router)
+    app.include_router(files.download_router)
     for prefix, documented in (("/api/v1", True), ("/api/beta", False)):
         # The beta alias shares handlers; it stays out of the schema so operation ids remain unique.
         app.include_router(tenants.router, prefix=prefix, include_in_schema=documented)
         app.include_router(clients.router, prefix=prefix, include_in_schema=documented)
         app.include_router(messages.router, prefix=prefix, include_in_schema=documented)
-    app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes, json_prefixes=("/api/",))
+        app.include_router(files.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(commands.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(activity.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(device.router, prefix=prefix, include_in_schema=documented)
+    app.add_middleware(
+        BodyGuard, max_body_bytes=max_body_bytes, json_prefixes=("/api/",), streamed_paths=FILE_UPLOAD_PATH
+    )
     return app

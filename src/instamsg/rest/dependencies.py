@@ -11,9 +11,15 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPBasic, HTTPBearer
 
 from instamsg.domain.errors import InvalidAccessToken, InvalidClientCredentials
+from instamsg.services.activity import ActivityService
 from instamsg.services.apps import AppService
+from instamsg.services.certificates import CertificateService
 from instamsg.services.clients import ClientService
+from instamsg.services.commands import CommandService
+from instamsg.services.configs import ConfigService
+from instamsg.services.files import FileService
 from instamsg.services.messages import MessageService
+from instamsg.services.telemetry import TelemetryService
 from instamsg.services.tenants import TenantService
 
 
@@ -23,6 +29,13 @@ class Services:
     tenants: TenantService
     clients: ClientService
     messages: MessageService
+    # Device data (getClientInfo, network logs, config); None where a caller builds Services without them.
+    telemetry: TelemetryService | None = None
+    configs: ConfigService | None = None
+    activity: ActivityService | None = None  # sessions, logs, metrics, remote logging
+    certificates: CertificateService | None = None  # reset_certificate (needs the server CA)
+    commands: CommandService | None = None  # reboot, update_firmware, control_action (needs a broker)
+    files: FileService | None = None  # getFiles, downloadFile, deleteFile, uploadFile (spec §10.5)
 
 
 def get_services(request: Request) -> Services:

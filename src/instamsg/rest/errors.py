@@ -21,6 +21,7 @@ _STATUS_BY_CLASS: Final[tuple[tuple[type[errors.DomainError], int], ...]] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.Unprocessable, 422),
     (errors.QuotaExceeded, 429),
     (errors.ServiceUnavailable, 503),
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instamsg.rest.errors import error_response
@@ -9,6 +11,8 @@ from instamsg.rest.errors import error_response
 _JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # PUT operations that take no body accept an empty body, `{}` and any Content-Type (spec §2.1).
 _BODYLESS_PUT_SUFFIXES = ("/reset_auth_token", "/reset_certificate", "/release")
+# POST reboot takes no body either (spec §2.7): `{}`, empty or anything, with any Content-Type.
+_BODYLESS_POST_SUFFIXES = ("/reboot",)
 
 
 class BodyGuard:
@@ -18,10 +22,19 @@ class BodyGuard:
     the limit by omitting Content-Length.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, json_prefixes: tuple[str, ...]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        json_prefixes: tuple[str, ...],
+        streamed_paths: re.Pattern[str] | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_prefixes = json_prefixes
+        # Routes that read (and bound) their own streamed multipart bodies: file uploads.
+        self.streamed_paths = streamed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _JSON_METHODS:
@@ -30,6 +43,13 @@ class BodyGuard:
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
+        if (
+            self.streamed_paths is not None
+            and self.streamed_paths.match(scope["path"])
+            and headers.get("content-type", "").lower().startswith("multipart/form-data")
+        ):
+            await self.app(scope, receive, send)
+            return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(scope, receive, send)
@@ -57,6 +77,7 @@ class BodyGuard:
             and not (content_type == "application/json" or content_type.endswith("+json"))
             and not content_type.startswith("multipart/form-data")
             and not (scope["method"] == "PUT" and path.rstrip("/").endswith(_BODYLESS_PUT_SUFFIXES))
+            and not (scope["method"] == "POST" and path.rstrip("/").endswith(_BODYLESS_POST_SUFFIXES))
         ):
             response = error_response(
                 415,

@@ -26,12 +26,16 @@ from instamsg.domain.errors import (
     TenantNotFound,
 )
 from instamsg.domain.tenants import Tenant, client_quota_allows
-from instamsg.services.ports import LiveRegistry
+from instamsg.services.ports import DevicePushes, LiveRegistry, OfflinePushes
+from instamsg.services.sms import ProvisioningSms
 from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.store import Store
 
 logger = logging.getLogger(__name__)
+
+# `protocol.topics.TopicKind.UPDATE_AUTH_TOKEN` (services do not import the broker side).
+UPDATE_AUTH_TOKEN_KIND = "updateAuthToken"
 
 CLIENT_FIELDS = (
     "type",
@@ -46,9 +50,21 @@ CLIENT_FIELDS = (
 
 
 class ClientService:
-    def __init__(self, store: Store, registry: LiveRegistry):
+    def __init__(
+        self,
+        store: Store,
+        registry: LiveRegistry,
+        pushes: DevicePushes | None = None,
+        *,
+        auth_token_reset_disconnect_seconds: float = 30.0,
+        sms: ProvisioningSms | None = None,
+    ):
         self.store = store
         self.registry = registry
+        # Provisioning SMS (spec §5.7, S12): without a gateway it is logged, not sent.
+        self.sms = sms if sms is not None else ProvisioningSms()
+        self.pushes: DevicePushes = pushes if pushes is not None else OfflinePushes()
+        self.auth_token_reset_disconnect_seconds = auth_token_reset_disconnect_seconds
 
     def state_of(self, client: Client) -> ClientState:
         return client_state(client, online=self.registry.is_online(client.id))
@@ -132,6 +148,7 @@ class ClientService:
         assert created is not None
         self.registry.client_changed(created, tenant)
         logger.info("client_created tenant=%s client=%s type=%s", tenant.id, client_id, created.type.value)
+        self.sms.request(created)
         return created
 
     async def list_clients(
@@ -210,6 +227,8 @@ class ClientService:
                 details={"field": "provisioning_params.provisioning_id"},
             ) from error
         self.registry.client_changed(updated, tenant)
+        if "provisioning_params" in changes:
+            self.sms.request(updated)
         return updated
 
     async def delete_client(self, app_id: str, tenant_id: str, client_id: str) -> None:
@@ -238,6 +257,14 @@ class ClientService:
                 connection, current.id, {"auth_token": ids.new_client_auth_token(), "updated_at": utc_now()}
             )
             updated = await self._client(connection, tenant, current.id)
+        # Committed: new CONNECTs need the new token from here on (spec §12.3 step 1).
         self.registry.client_changed(updated, tenant)
-        logger.info("client_auth_token_reset tenant=%s client=%s", tenant.id, current.id)
+        # Steps 2-3: an online client gets the raw token on updateAuthToken (only Java applies it),
+        # then its existing connections, still on the old token, are closed.
+        pushed = self.pushes.push(updated.id, UPDATE_AUTH_TOKEN_KIND, updated.auth_token.encode(), 1)
+        if pushed:
+            self.pushes.disconnect(
+                updated.id, "auth_token_reset", after_seconds=self.auth_token_reset_disconnect_seconds
+            )
+        logger.info("client_auth_token_reset tenant=%s client=%s pushed=%s", tenant.id, current.id, pushed)
         return updated

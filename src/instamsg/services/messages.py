@@ -1,12 +1,15 @@
 """Messages: publishMessage, getMessages, getSingleMessage and releaseMessage (spec §2.5.5, §2.5.6).
 
-Only `pub` messages are supported so far: p2p (envelopes, inbox delivery) is not implemented yet and a
-`type: "p2p"` request gets 400 `validation_failed` saying so.
+`pub` messages go to the subscribers of an application topic under the publisher's pub_topics. `p2p`
+messages go to the inbox of a peer client of the same tenant (an operator action: pub_topics are not
+consulted, S15), wrapped in a send envelope unless the payload already is one (S7, §7.1). A client's
+history holds what it published (`sent`) and the p2p messages addressed to it (`received`, §6.5).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,12 +31,14 @@ from instamsg.domain.errors import (
     ReservedTopic,
     TenantNotFound,
     TopicNotAllowed,
+    UnknownPeer,
     ValidationFailed,
 )
 from instamsg.domain.messages import RESERVED_PREFIX, HistoryMessage, iso_utc, mqtt_qos
 from instamsg.domain.tenants import Tenant
 from instamsg.domain.timestamps import decode_cursor, encode_cursor, parse_time_range
 from instamsg.mqtt.topics import matches
+from instamsg.protocol.payloads import MessageIdCounter, build_send_envelope
 from instamsg.services.ports import MessageDelivery
 from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import messages as message_repository
@@ -60,6 +65,22 @@ def _invalid_cursor(cursor: str) -> InvalidCursor:
 
 def _is_inbox(topic: str) -> bool:
     return ids.canonical_uuid(topic) is not None and "/" not in topic
+
+
+def is_envelope(payload: str) -> bool:
+    """Whether a p2p payload is already an envelope: a JSON object with `message_id` and `reply_to`."""
+    try:
+        parsed = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and "message_id" in parsed and "reply_to" in parsed
+
+
+def _unknown_peer(topic: str) -> UnknownPeer:
+    return UnknownPeer(
+        "A p2p topic must be the UUID of a client of the same tenant.",
+        details={"field": "topic", "topic": topic[:100]},
+    )
 
 
 def validate_topic(topic: str) -> None:
@@ -104,6 +125,8 @@ class MessageService:
         self.store = store
         self.delivery = delivery
         self.max_payload_bytes = max_payload_bytes
+        # Envelope ids of p2p messages published without `id`, one counter per publishing client (§7.3).
+        self._envelope_ids: dict[str, MessageIdCounter] = {}
 
     async def _client(
         self, connection: AsyncConnection, app_id: str, tenant_id: str, client_id: str
@@ -136,7 +159,7 @@ class MessageService:
             )
         if _is_inbox(topic):
             raise ValidationFailed(
-                "This topic is a client's inbox: that is a p2p message, which is not supported yet.",
+                "This topic is a client's inbox: publish it with type 'p2p'.",
                 details={"field": "topic"},
             )
         if not any(matches(topic, allowed) for allowed in client.pub_topics):
@@ -144,6 +167,27 @@ class MessageService:
                 "The client may not publish on this topic: it matches none of its pub_topics.",
                 details={"field": "topic", "topic": topic, "pub_topics": list(client.pub_topics)},
             )
+
+    @staticmethod
+    async def _peer(connection: AsyncConnection, tenant: Tenant, topic: str) -> Client:
+        """The addressee of a p2p message: a client of the same tenant (422 `unknown_peer`)."""
+        canonical = ids.canonical_uuid(topic)
+        peer = await client_repository.get_client(connection, tenant.id, canonical) if canonical else None
+        if peer is None:
+            raise _unknown_peer(topic)
+        return peer
+
+    def _p2p_payload(self, client: Client, payload: str, client_message_id: int | None) -> str:
+        """The payload as delivered: verbatim if already an envelope, else wrapped byte-exact (§2.5.5)."""
+        if is_envelope(payload):
+            return payload
+        envelope_id = client_message_id
+        if envelope_id is None:
+            counter = self._envelope_ids.get(client.id)
+            if counter is None:
+                counter = self._envelope_ids[client.id] = MessageIdCounter()
+            envelope_id = counter.next_id()
+        return build_send_envelope(envelope_id, reply_to=client.id, body=payload).decode("utf-8")
 
     def _charge_and_deliver(self, message: HistoryMessage) -> int:
         """Charge one unit (429 when spent, nothing delivered), then deliver; synchronous."""
@@ -168,11 +212,7 @@ class MessageService:
         save = bool(fields.get("save", True))
         async with self.store.write() if save else self.store.read() as connection:
             tenant, client = await self._client(connection, app_id, tenant_id, client_id)
-            if fields.get("type", "pub") == "p2p":
-                raise ValidationFailed(
-                    "type 'p2p' is not supported yet: only 'pub' messages can be published for now.",
-                    details={"field": "type"},
-                )
+            message_type = fields.get("type", "pub")
             qos = validate_qos(fields.get("qos", DEFAULT_QOS))
             client_message_id = validate_client_message_id(fields.get("id"), qos)
             topic = fields.get("topic")
@@ -186,12 +226,16 @@ class MessageService:
                     f"The payload is {size} bytes; the limit is {self.max_payload_bytes}.",
                     details={"field": "payload", "max_bytes": self.max_payload_bytes},
                 )
-            self._check_publish_allowed(client, topic)
+            if message_type == "p2p":
+                topic = (await self._peer(connection, tenant, topic)).id
+                payload = self._p2p_payload(client, payload, client_message_id)
+            else:
+                self._check_publish_allowed(client, topic)
             message = HistoryMessage(
                 id=ids.new_uuid(),
                 tenant_id=tenant.id,
                 client_id=client.id,
-                type="pub",
+                type=message_type,
                 topic=topic,
                 payload=payload,
                 qos=qos,
@@ -213,9 +257,10 @@ class MessageService:
             if save and delivered:
                 await message_repository.set_delivered_to(connection, message.id, delivered)
         logger.info(
-            "message_published tenant=%s client=%s message=%s delivered_to=%d saved=%s",
+            "message_published tenant=%s client=%s type=%s message=%s delivered_to=%d saved=%s",
             tenant.id,
             client.id,
+            message_type,
             message.id,
             delivered,
             save,
@@ -232,17 +277,23 @@ class MessageService:
     @staticmethod
     async def _message(connection: AsyncConnection, client: Client, message_id: str) -> HistoryMessage:
         canonical = ids.canonical_uuid(message_id)
+        # A client's messages are those it published and the p2p messages addressed to it (§2.5.6).
         found = await message_repository.get_message(connection, client.id, canonical) if canonical else None
         if found is None:
             raise MessageNotFound(message_id)
         return found
 
     async def release(self, app_id: str, tenant_id: str, client_id: str, message_id: str) -> HistoryMessage:
-        """releaseMessage: re-deliver as first published, ACL re-checked, charged, release recorded."""
+        """releaseMessage: re-deliver as first published, ACL re-checked, charged, release recorded.
+
+        A p2p message goes to its peer again, which must still be a client of the tenant."""
         async with self.store.write() as connection:
-            _, client = await self._client(connection, app_id, tenant_id, client_id)
+            tenant, client = await self._client(connection, app_id, tenant_id, client_id)
             message = await self._message(connection, client, message_id)
-            self._check_publish_allowed(client, message.topic)
+            if message.type == "p2p":
+                await self._peer(connection, tenant, message.topic)
+            else:
+                self._check_publish_allowed(client, message.topic)
             delivered = self._charge_and_deliver(message)
             releases = [*message.releases, {"released_at": iso_utc(utc_now()), "delivered_to": delivered}]
             await message_repository.set_releases(connection, message.id, releases)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from instamsg.domain.clients import Client
@@ -65,3 +66,67 @@ class OfflineDelivery:
         self, tenant_id: str, publisher_uuid: str, topic: str, payload: bytes, mqtt_qos: int, dup: bool
     ) -> int:
         return 0
+
+
+class DevicePushes(Protocol):
+    """Server→device messages on a client's own `instamsg/clients/<U>/<kind>` topics (spec §6.1)."""
+
+    def push(self, client_id: str, kind: str, payload: bytes, qos: int) -> bool:
+        """Publish to the client if it is connected now; False (nothing queued) when it is not.
+
+        `kind` is a `protocol.topics.TopicKind` value, e.g. "reboot" or "updateAuthToken"."""
+        ...
+
+    def disconnect(self, client_id: str, reason: str, after_seconds: float = 0.0) -> None:
+        """Close the connection the client has now, if any, `after_seconds` from now (0: at once).
+
+        A connection the client opens meanwhile is kept (e.g. after its credentials changed)."""
+        ...
+
+
+class OfflinePushes:
+    """Where no broker runs in the process: no client is ever connected."""
+
+    def push(self, client_id: str, kind: str, payload: bytes, qos: int) -> bool:
+        return False
+
+    def disconnect(self, client_id: str, reason: str, after_seconds: float = 0.0) -> None:
+        pass
+
+
+class DeviceFileCommands(Protocol):
+    """File commands to a connected device (spec §10.1), answered on its reply topic (S14)."""
+
+    async def file_command(
+        self, client_id: str, method: str, filename: str | None = None, url: str | None = None
+    ) -> bool | None:
+        """Send the command and wait for the device's reply.
+
+        True when the device replied status 1; False for any other status or no reply in time;
+        None when the client is not connected (nothing was sent)."""
+        ...
+
+
+class OfflineFileCommands:
+    """Where no broker runs in the process: no client is ever connected."""
+
+    async def file_command(
+        self, client_id: str, method: str, filename: str | None = None, url: str | None = None
+    ) -> bool | None:
+        return None
+
+
+class ServerLoggingControl(Protocol):
+    """Remote logging of connected devices (spec §9.1): implemented by `protocol.remote_logging`."""
+
+    def server_logging_changed(self, client_id: str, watcher: str, until: datetime | None) -> bool:
+        """Enable logging until `until` (None or a past time disables it) for the app `watcher`;
+        True when the command reached the connected client now."""
+        ...
+
+
+class OfflineServerLogging:
+    """Where no broker runs in the process: the request is stored and applied on the next start."""
+
+    def server_logging_changed(self, client_id: str, watcher: str, until: datetime | None) -> bool:
+        return False

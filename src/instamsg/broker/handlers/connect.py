@@ -71,7 +71,8 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
     if hooks.has(HookPoint.CLIENT_CONNECT):
         reply = hooks.run_fold(HookPoint.CLIENT_CONNECT, None, channel, packet)
         if isinstance(reply, ConnectReply):
-            channel.connection.write(reply.data)
+            if reply.data:  # empty: the hook writes its answer later (e.g. after issuing a certificate)
+                channel.connection.write(reply.data)
             if reply.close and reply.close_delay <= 0:
                 channel.close(None, "connect_replied")
                 return

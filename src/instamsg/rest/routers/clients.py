@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import Field
 
 from instamsg.domain.clients import Client, public_provisioning_params
+from instamsg.domain.errors import ServiceUnavailable
 from instamsg.rest.dependencies import (
     ClientIdPath,
     CurrentAppId,
@@ -16,7 +18,7 @@ from instamsg.rest.dependencies import (
     api_prefix,
 )
 from instamsg.rest.schemas.clients import AuthTokenOut, ClientCreate, ClientCreated, ClientOut, ClientUpdate
-from instamsg.rest.schemas.common import ErrorBody, Flag
+from instamsg.rest.schemas.common import ErrorBody, Flag, ResponseModel, Timestamp
 
 router = APIRouter(tags=["clients"])
 
@@ -202,8 +204,11 @@ async def get_client_auth_token(
     response_model=AuthTokenOut,
     responses=_ERRORS,
     summary="updateClientAuthToken",
-    description="Issues a new auth token; the old one stops working at once. Only the Java device "
-    "library applies the pushed token by itself: other devices must be re-provisioned or reconfigured.",
+    description="Issues a new auth token; the old one stops working at once for new connections. An "
+    "online client gets the raw token on `instamsg/clients/<U>/updateAuthToken` (QoS 1) and its existing "
+    "connections are closed at most INSTAMSG_AUTH_TOKEN_RESET_DISCONNECT_SECONDS (default 30) later. "
+    "Only the Java device library applies the pushed token by itself: other devices must be "
+    "re-provisioned or reconfigured. Takes no body.",
 )
 async def update_client_auth_token(
     tenant_id: TenantIdPath,
@@ -213,3 +218,33 @@ async def update_client_auth_token(
 ) -> AuthTokenOut:
     client = await services.clients.reset_auth_token(app_id, tenant_id, client_id)
     return AuthTokenOut(auth_token=client.auth_token)
+
+
+class CertificateOut(ResponseModel):
+    certificate: str = Field(description="PEM certificate, subject CN = the client id, signed by the CA.")
+    key: str = Field(description="PEM RSA-2048 private key (PKCS#8); the server keeps no copy.")
+    not_after: Timestamp
+
+
+@router.put(
+    _CLIENT_PATH + "/reset_certificate",
+    response_model=CertificateOut,
+    responses=_ERRORS,
+    summary="updateClientCertificate",
+    description="Issues a new key and certificate for a client with secure_cert_enabled (409 "
+    "secure_cert_not_enabled otherwise). It is published on instamsg/clients/<clientId>/updateCert now if "
+    "the client is online, else on its next connect; the previous certificate stays accepted until the "
+    "client first connects with the new one.",
+)
+async def reset_client_certificate(
+    tenant_id: TenantIdPath,
+    client_id: ClientIdPath,
+    app_id: CurrentAppId,
+    services: ServicesDep,
+) -> CertificateOut:
+    if services.certificates is None:
+        raise ServiceUnavailable(
+            "Certificates cannot be issued here: the server's certificate authority is not loaded."
+        )
+    issued = await services.certificates.reset_certificate(app_id, tenant_id, client_id)
+    return CertificateOut(certificate=issued.certificate_pem, key=issued.key_pem, not_after=issued.not_after)

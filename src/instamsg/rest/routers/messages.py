@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from instamsg.domain.messages import HistoryMessage
+from instamsg.protocol.payloads import parse_envelope
 from instamsg.rest.dependencies import ClientIdPath, CurrentAppId, ServicesDep, TenantIdPath, api_prefix
 from instamsg.rest.schemas.common import ErrorBody
 from instamsg.rest.schemas.messages import MessageOut, MessagePage, MessagePublish, ReleaseOut
@@ -14,10 +15,23 @@ from instamsg.rest.schemas.messages import MessageOut, MessagePage, MessagePubli
 router = APIRouter(tags=["messages"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 429)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 422, 429)
 }
 _MESSAGES_PATH = "/tenants/{tenantId}/clients/{clientId}/messages"
 MessageIdPath = Annotated[str, Path(alias="messageId", description="Message ID (a UUID).")]
+
+
+def envelope_fields(message: HistoryMessage) -> dict[str, Any] | None:
+    """For p2p: the envelope fields a lenient parse of the payload finds, null where it finds none."""
+    if message.type != "p2p":
+        return None
+    envelope = parse_envelope(message.payload)
+    return {
+        "message_id": envelope.message_id,
+        "response_id": envelope.response_id,
+        "reply_to": envelope.reply_to,
+        "status": envelope.status,
+    }
 
 
 def message_out(message: HistoryMessage, client_id: str) -> MessageOut:
@@ -35,7 +49,7 @@ def message_out(message: HistoryMessage, client_id: str) -> MessageOut:
             "saved": message.saved,
             "source": message.source,
             "direction": "sent" if message.client_id == client_id.lower() else "received",
-            "envelope": None,
+            "envelope": envelope_fields(message),
             "delivered_to": message.delivered_to,
             "created_at": message.created_at,
             "releases": [ReleaseOut.model_validate(release) for release in message.releases],
@@ -51,7 +65,11 @@ def message_out(message: HistoryMessage, client_id: str) -> MessageOut:
     summary="publishMessage",
     description="Publishes on behalf of the client: its pub_topics and its tenant's message budget apply "
     "(429 `tenant_message_quota_exceeded`, nothing delivered). With `save` (the default) the answer "
-    "comes after the message is stored. Only `type: pub` is supported so far: `p2p` gets 400.",
+    "comes after the message is stored. `type: p2p` sends to the inbox of the client whose UUID is the "
+    "`topic` (same tenant, else 422 `unknown_peer`; pub_topics are not consulted): a payload that is "
+    "already an envelope (a JSON object with `message_id` and `reply_to`) goes verbatim, any other is "
+    'wrapped as `{"message_id": "<id>", "reply_to": "<clientId>", "body": "<payload>"}` with '
+    "`id` or a per-client counter (1-65535). `duplicate` sets DUP on deliveries at MQTT QoS 1 and 2.",
 )
 async def publish_message(
     tenant_id: TenantIdPath,
@@ -71,7 +89,14 @@ async def publish_message(
     return message_out(message, message.client_id)
 
 
-@router.get(_MESSAGES_PATH, response_model=MessagePage, responses=_ERRORS, summary="getMessages")
+@router.get(
+    _MESSAGES_PATH,
+    response_model=MessagePage,
+    responses=_ERRORS,
+    summary="getMessages",
+    description="The messages the client published (`direction: sent`) and the p2p messages addressed "
+    "to it (`direction: received`), newest first.",
+)
 async def get_messages(
     tenant_id: TenantIdPath,
     client_id: ClientIdPath,

@@ -17,7 +17,7 @@ class MessagePublish(RequestModel):
         None, description="Caller's correlation id, 1-65535; required for qos 2 and 3, stored only."
     )
     type: Literal["pub", "p2p"] = Field(
-        "pub", description="`pub` (default). `p2p` is not supported yet and gets 400 validation_failed."
+        "pub", description="`pub` (default), or `p2p`: `topic` is then the UUID of a client of the tenant."
     )
     topic: Annotated[str, Strict()] | None = Field(
         None, description="Required. A topic name matching one of the client's pub_topics."
@@ -26,7 +26,9 @@ class MessagePublish(RequestModel):
     qos: Annotated[int, Strict()] = Field(
         1, description="1 = at most once (MQTT QoS 0), 2 = at least once (QoS 1), 3 = exactly once (QoS 2)."
     )
-    duplicate: Flag = Field(False, description="Stored with the message.")
+    duplicate: Flag = Field(
+        False, description="Stored, and sent as the DUP flag on deliveries at MQTT QoS 1 and 2 (never QoS 0)."
+    )
     save: Flag = Field(True, description="Store the message in history (default); false only delivers it.")
 
 

@@ -1,0 +1,387 @@
+"""Batched writes from the broker's hot path: append a tuple now, insert many rows later (spec C18).
+
+`BatchedWriter.append(row)` is synchronous and only appends to a bounded buffer, so hook callbacks can
+call it. A flush task the writer owns hands everything pending to a `write_batch` coroutine at most
+every `flush_interval` seconds, or as soon as `max_batch` rows wait. A failed write keeps its rows
+(ahead of newer ones) and is retried; `close()` flushes what is left on graceful shutdown.
+
+`TableInserter` is the usual `write_batch`: it inserts pre-built tuples into one table through the raw
+database driver in one transaction, without SQLAlchemy's per-row statement processing. Rows are driver
+neutral: strings, numbers, booleans and None; `UTCDateTime` columns take Unix epoch seconds (a float)
+and `JSON` columns take already encoded JSON text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from itertools import chain
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Column, Table, select
+
+from instamsg.store.store import Store
+from instamsg.store.tables import UTCDateTime
+
+logger = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT")
+
+# Rows per multi-row INSERT through the Store's connection: below SQLite's oldest bind limit (999
+# parameters before 3.32) for narrow tables; the writer's own connection asks the library instead.
+SQLITE_ROWS_PER_STATEMENT = 500
+SQLITE_MAX_ROWS_PER_STATEMENT = 4000
+# As the Store's own connections wait for the write lock (instamsg.store.database).
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_EPOCH = datetime(1970, 1, 1)
+
+
+class BatchedWriter(Generic[RowT]):
+    """A bounded buffer of rows flushed by one task, one `write_batch` call (transaction) per flush."""
+
+    def __init__(
+        self,
+        write_batch: Callable[[list[RowT]], Awaitable[None]],
+        *,
+        name: str,
+        flush_interval: float = 0.05,
+        max_batch: int = 5000,
+        max_pending: int = 200_000,
+        retry_delay: float = 0.5,
+        close_attempts: int = 3,
+    ):
+        self.write_batch = write_batch
+        self.name = name
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        # Bounds memory while the database is unreachable; rows beyond it are counted and dropped.
+        self.max_pending = max_pending
+        self.retry_delay = retry_delay
+        self.close_attempts = close_attempts
+        self.flushes = 0
+        self.failed_flushes = 0
+        self.dropped_rows = 0
+        self._pending: list[RowT] = []
+        self._task: asyncio.Task[None] | None = None
+        self._batch_full = asyncio.Event()
+        # Serialises flushes so rows commit in the order they were appended.
+        self._flush_lock = asyncio.Lock()
+        self._closing = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def append(self, row: RowT) -> None:
+        """Record one row; never blocks and never touches the database."""
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self._drop()
+            return
+        pending.append(row)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.name}-flush")
+        elif len(pending) == self.max_batch:
+            self._batch_full.set()
+
+    def _drop(self) -> None:
+        self.dropped_rows += 1
+        if self.dropped_rows % 10_000 == 1:
+            logger.warning(
+                "batched_rows_dropped writer=%s total=%d pending=%d",
+                self.name,
+                self.dropped_rows,
+                self.pending,
+            )
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                if len(self._pending) < self.max_batch and not self._closing:
+                    self._batch_full.clear()
+                    try:
+                        await asyncio.wait_for(self._batch_full.wait(), timeout=self.flush_interval)
+                    except TimeoutError:
+                        pass
+                if not await self._flush_once() and not self._closing:
+                    await asyncio.sleep(max(self.flush_interval, self.retry_delay))
+                if self._closing:
+                    return
+        finally:
+            self._task = None
+
+    async def flush(self) -> None:
+        """Write everything pending now (`max_batch` rows per transaction); on failure rows stay pending."""
+        while self._pending and await self._flush_once():
+            pass
+
+    async def _flush_once(self) -> bool:
+        """Write up to `max_batch` of the oldest pending rows in one transaction."""
+        async with self._flush_lock:
+            if len(self._pending) <= self.max_batch:
+                rows, self._pending = self._pending, []
+            else:
+                # A bounded transaction keeps the database's write lock short for other writers.
+                rows = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+            if not rows:
+                return True
+            try:
+                await self.write_batch(rows)
+            except BaseException as error:
+                # Keep the rows, also when cancelled; anything recorded meanwhile comes after them.
+                self._pending[:0] = rows
+                if not isinstance(error, Exception):
+                    raise
+                self.failed_flushes += 1
+                logger.exception("batched_flush_failed writer=%s rows=%d", self.name, len(rows))
+                return False
+            self.flushes += 1
+            return True
+
+    async def close(self) -> None:
+        """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failures."""
+        self._closing = True
+        self._batch_full.set()
+        task = self._task
+        if task is not None:
+            # Never cancel a flush in progress: its transaction may be committing.
+            await task
+        failures = 0
+        while self._pending and failures < self.close_attempts:
+            if not await self._flush_once():
+                failures += 1
+                await asyncio.sleep(self.retry_delay)
+        if self._pending:
+            logger.error("batched_rows_lost writer=%s rows=%d", self.name, len(self._pending))
+        self._closing = False
+
+
+class TableInserter:
+    """Inserts driver-neutral tuples into `table` through the raw driver, one transaction per batch.
+
+    `columns` names the tuple's fields in order; `constants` gives columns the same value in every row
+    (None, booleans, numbers or text), so rows need not carry them. With `parent_column` (a column
+    with a foreign key, e.g. `client_id`), rows whose parent no longer exists are skipped instead of
+    failing the batch; `skipped_rows` counts them. `prepare`, if given, turns appended rows into such
+    tuples in a worker thread, off the event loop.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        table: Table,
+        columns: Sequence[str],
+        *,
+        constants: Mapping[str, bool | int | float | str | None] | None = None,
+        parent_column: str | None = None,
+        prepare: Callable[[list[Any]], list[tuple[Any, ...]]] | None = None,
+    ):
+        self.store = store
+        self.table = table
+        self.columns = tuple(columns)
+        self.constants = dict(constants or {})
+        for name in (*self.columns, *self.constants):
+            table.c[name]  # an unknown column fails here, not at the first flush
+        self.prepare = prepare
+        self.skipped_rows = 0
+        self.inserted_rows = 0
+        self._time_columns = tuple(
+            index for index, name in enumerate(self.columns) if isinstance(table.c[name].type, UTCDateTime)
+        )
+        self._parent_index: int | None = None
+        self._parent_key: Column[Any] | None = None
+        if parent_column is not None:
+            self._parent_index = self.columns.index(parent_column)
+            (foreign_key,) = table.c[parent_column].foreign_keys
+            self._parent_key = foreign_key.column
+        self._sqlite_statements: dict[int, str] = {}
+        database = store.engine.url.database if store.is_sqlite else None
+        # A file database gets the writer's own connection; an in-memory one exists only in the
+        # Store's connection, so batches go through it.
+        self._sqlite_path = database if database and database != ":memory:" else None
+        self._sqlite: sqlite3.Connection | None = None
+        self._rows_per_statement = SQLITE_ROWS_PER_STATEMENT
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def __call__(self, rows: list[Any]) -> None:
+        if self._sqlite_path is not None:
+            # The whole batch is one call into the writer's thread: every hop between the event loop
+            # and a database thread waits for the GIL, which the busy loop holds most of the time.
+            loop = asyncio.get_running_loop()
+            inserted, skipped = await loop.run_in_executor(self._executor(), self._write_sqlite_batch, rows)
+        else:
+            inserted, skipped = await self._write_through_store(rows)
+        self.inserted_rows += inserted
+        self.skipped_rows += skipped
+
+    def _kept(self, rows: list[tuple[Any, ...]], existing: set[Any]) -> list[tuple[Any, ...]]:
+        index = self._parent_index
+        assert index is not None
+        return [row for row in rows if row[index] in existing]
+
+    # ---- SQLite: a dedicated connection in a dedicated thread ---------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.table.name}-writer")
+        return self._thread
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            assert self._sqlite_path is not None
+            connection = sqlite3.connect(self._sqlite_path, isolation_level=None, check_same_thread=False)
+            # The settings every connection of the Store uses (instamsg.store.database).
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # As many rows per statement as the library binds: each statement releases and retakes
+            # the GIL once, and retaking it waits for the busy event loop thread.
+            variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._rows_per_statement = max(
+                1, min(SQLITE_MAX_ROWS_PER_STATEMENT, variables // len(self.columns))
+            )
+            self._sqlite = connection
+        return self._sqlite
+
+    def _write_sqlite_batch(self, rows: list[Any]) -> tuple[int, int]:
+        """Prepare, filter and insert one batch in one IMMEDIATE transaction; runs in the writer's thread."""
+        prepared: list[tuple[Any, ...]] = self.prepare(rows) if self.prepare is not None else rows
+        connection = self._sqlite_connection()
+        skipped = 0
+        # IMMEDIATE takes the write lock now; other writers (the Store's connections, the CLI) wait
+        # on their busy timeout rather than fail.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if self._parent_index is not None and self._parent_key is not None:
+                wanted = list({row[self._parent_index] for row in prepared})
+                existing: set[Any] = set()
+                key = self._parent_key
+                for start in range(0, len(wanted), SQLITE_ROWS_PER_STATEMENT):
+                    chunk = wanted[start : start + SQLITE_ROWS_PER_STATEMENT]
+                    marks = ", ".join("?" * len(chunk))
+                    found = connection.execute(
+                        f'SELECT "{key.name}" FROM "{key.table.name}" WHERE "{key.name}" IN ({marks})', chunk
+                    )
+                    existing.update(value for (value,) in found)
+                if len(existing) < len(wanted):
+                    kept = self._kept(prepared, existing)
+                    skipped = len(prepared) - len(kept)
+                    prepared = kept
+            # Multi-row statements bind in C and step once per chunk; executemany would release and
+            # retake the GIL for every row.
+            step = self._rows_per_statement
+            for start in range(0, len(prepared), step):
+                chunk = prepared[start : start + step]
+                connection.execute(self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk)))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return len(prepared), skipped
+
+    async def close(self) -> None:
+        """Release the writer's own connection and thread (SQLite); the Store is not touched."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_sqlite)
+            thread.shutdown(wait=False)
+
+    def _close_sqlite(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+    # ---- through the Store's connection (PostgreSQL, in-memory SQLite) ------------------------------
+
+    async def _write_through_store(self, rows: list[Any]) -> tuple[int, int]:
+        prepared: list[tuple[Any, ...]] = (
+            await asyncio.to_thread(self.prepare, rows) if self.prepare is not None else rows
+        )
+        skipped = 0
+        async with self.store.write() as connection:
+            if self._parent_index is not None and self._parent_key is not None:
+                index = self._parent_index
+                wanted = {row[index] for row in prepared}
+                existing = set(
+                    (await connection.execute(select(self._parent_key).where(self._parent_key.in_(wanted))))
+                    .scalars()
+                    .all()
+                )
+                if len(existing) < len(wanted):
+                    kept = self._kept(prepared, existing)
+                    skipped = len(prepared) - len(kept)
+                    prepared = kept
+            elif not self.store.is_sqlite:
+                # asyncpg starts SQLAlchemy's transaction on the first statement: make it ours.
+                await connection.exec_driver_sql("SELECT 1")
+            if not prepared:
+                return 0, skipped
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            if self.store.is_sqlite:
+                for start in range(0, len(prepared), SQLITE_ROWS_PER_STATEMENT):
+                    chunk = prepared[start : start + SQLITE_ROWS_PER_STATEMENT]
+                    cursor = await driver.execute(
+                        self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk))
+                    )
+                    await cursor.close()
+            else:
+                await self._insert_postgresql(driver, prepared)
+        return len(prepared), skipped
+
+    def _sqlite_statement(self, row_count: int) -> str:
+        statement = self._sqlite_statements.get(row_count)
+        if statement is None:
+            # The same text form SQLAlchemy stores for DateTime on SQLite, so comparisons and
+            # keyset cursors treat these rows like any other (millisecond precision).
+            placeholders = [
+                "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch') || '000'"
+                if index in self._time_columns
+                else "?"
+                for index in range(len(self.columns))
+            ]
+            placeholders.extend(_sql_literal(value) for value in self.constants.values())
+            values = "(" + ", ".join(placeholders) + ")"
+            names = ", ".join(f'"{name}"' for name in (*self.columns, *self.constants))
+            statement = f'INSERT INTO "{self.table.name}" ({names}) VALUES ' + ", ".join([values] * row_count)
+            if len(self._sqlite_statements) < 16:
+                self._sqlite_statements[row_count] = statement
+        return statement
+
+    async def _insert_postgresql(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self._time_columns or self.constants:
+            rows = await asyncio.to_thread(self._postgresql_records, rows)
+        await driver.copy_records_to_table(
+            self.table.name, records=rows, columns=[*self.columns, *self.constants]
+        )
+
+    def _postgresql_records(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Epoch seconds → the naive UTC datetimes of `timestamp without time zone`; constants added."""
+        time_columns = self._time_columns
+        constants = tuple(self.constants.values())
+        records = []
+        for row in rows:
+            record = list(row)
+            for index in time_columns:
+                value = record[index]
+                if value is not None:
+                    record[index] = _EPOCH + timedelta(seconds=value)
+            record.extend(constants)
+            records.append(tuple(record))
+        return records
+
+
+def _sql_literal(value: bool | int | float | str | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + value.replace("'", "''") + "'"
