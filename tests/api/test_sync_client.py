@@ -146,3 +146,12 @@ def test_connection_refused_is_connection_failed() -> None:
     ):
         api.get_single_tenant(UNKNOWN_UUID)
     assert isinstance(raised.value, InstaMsgError)
+
+
+def test_sync_iter_messages_follows_the_cursor(api: Client) -> None:
+    tenant = api.create_tenant(unique("tenant"), max_clients=5, max_messages=100)
+    device = api.create_client(tenant.id, "device", "pump", pub_topics=["pub1"])
+    published = [api.publish_message(tenant.id, device.id, "pub1", f"m{n}").id for n in range(3)]
+    assert [item.id for item in api.iter_messages(tenant.id, device.id, page_size=1)] == published[::-1]
+    released = api.release_message(tenant.id, device.id, published[0])
+    assert len(released.releases) == 1

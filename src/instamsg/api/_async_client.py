@@ -9,9 +9,13 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from io import BytesIO
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -21,14 +25,31 @@ from instamsg.api._auth import TokenAuth
 from instamsg.api._errors import UnexpectedResponseError, error_from_response, map_exceptions
 from instamsg.api._models import (
     AccessToken,
+    Certificate,
+    ClientInfo,
     ClientRecord,
     ClientState,
     ClientType,
+    CommandResult,
+    ConfigState,
     CreatedClient,
+    LogCreator,
+    LogEntry,
+    LogLevel,
+    Message,
+    MessageType,
+    Metrics,
+    MetricsInterval,
+    NetworkLog,
+    Page,
     ProvisioningParams,
+    ServerLogging,
+    Session,
     SortBy,
     SortOrder,
+    StoredFile,
     Tenant,
+    format_timestamp,
 )
 
 __all__ = ["AsyncClient"]
@@ -36,6 +57,11 @@ __all__ = ["AsyncClient"]
 DEFAULT_TIMEOUT_SECONDS = 10.0
 API_PREFIX = "/api/v1"
 ResultT = TypeVar("ResultT")
+ItemT = TypeVar("ItemT")
+#: ``start``/``end`` of time-series lists: a datetime, epoch seconds, or any form the server parses.
+TimeBound = datetime | int | float | str
+#: REST QoS, the product document's scale (C23): 1 at most once, 2 at least once, 3 exactly once.
+RestQos = Literal[1, 2, 3]
 _FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -60,6 +86,55 @@ def _topics(name: str, value: Sequence[str] | None) -> list[str] | None:
 
 def _query(**values: str | None) -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
+
+
+def _bound(value: TimeBound | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return str(value)
+
+
+def _number(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _page(build: Callable[[Any], ItemT]) -> Callable[[Any], Page[ItemT]]:
+    def parse(data: Any) -> Page[ItemT]:
+        return Page.from_json(data, build)
+
+    return parse
+
+
+def _list(build: Callable[[Any], ItemT]) -> Callable[[Any], list[ItemT]]:
+    def parse(data: Any) -> list[ItemT]:
+        if not isinstance(data, list):
+            raise TypeError("expected a JSON array")
+        return [build(item) for item in data]
+
+    return parse
+
+
+@contextmanager
+def _open_source(source: str | os.PathLike[str] | bytes | BinaryIO) -> Generator[BinaryIO, None, None]:
+    """An upload source as a binary stream, closed afterwards only if this function opened it."""
+    if isinstance(source, bytes):
+        yield BytesIO(source)
+    elif isinstance(source, str | os.PathLike):
+        with open(source, "rb") as stream:
+            yield stream
+    else:
+        yield source
+
+
+@contextmanager
+def _open_destination(destination: str | os.PathLike[str] | BinaryIO) -> Generator[BinaryIO, None, None]:
+    if isinstance(destination, str | os.PathLike):
+        with open(destination, "wb") as stream:
+            yield stream
+    else:
+        yield destination
 
 
 def _parse(response: httpx.Response, build: Callable[[Any], ResultT]) -> ResultT:
@@ -357,3 +432,435 @@ class AsyncClient:
         path = self._client_path(tenant_id, client_id) + "/reset_auth_token"
         response = await self._send("PUT", path)
         return _parse(response, _auth_token)
+
+    # Device data (spec §2.3, §2.4.5 to §2.4.7)
+
+    async def get_client_info(self, tenant_id: str, client_id: str) -> ClientInfo:
+        """getClientInfo: the device's reported metadata, latest session and network payloads."""
+        response = await self._send("GET", self._client_path(tenant_id, client_id) + "/info")
+        return _parse(response, ClientInfo.from_json)
+
+    async def get_client_sessions(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        sort_by: Literal["connect_time", "disconnect_time"] | None = None,
+        sort_order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Session]:
+        """getClientSessions: one page of connections, newest first by default."""
+        params = _query(
+            start=_bound(start),
+            end=_bound(end),
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=_number(limit),
+            cursor=cursor,
+        )
+        response = await self._send(
+            "GET", self._client_path(tenant_id, client_id) + "/sessions", params=params
+        )
+        return _parse(response, _page(Session.from_json))
+
+    async def iter_client_sessions(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        sort_by: Literal["connect_time", "disconnect_time"] | None = None,
+        sort_order: SortOrder | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Session]:
+        """Every session matching the filters, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_client_sessions(
+                tenant_id,
+                client_id,
+                start=start,
+                end=end,
+                sort_by=sort_by,
+                sort_order=sort_order,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_client_network_logs(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        mac_id: str | None = None,
+        imei: str | None = None,
+        msisdn: str | None = None,
+        iccid: str | None = None,
+        sort_order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[NetworkLog]:
+        """getClientNetworkLogs: one page of network reports; the identifier filters match exactly."""
+        params = _query(
+            start=_bound(start),
+            end=_bound(end),
+            mac_id=mac_id,
+            imei=imei,
+            msisdn=msisdn,
+            iccid=iccid,
+            sort_order=sort_order,
+            limit=_number(limit),
+            cursor=cursor,
+        )
+        path = self._client_path(tenant_id, client_id) + "/network_logs"
+        response = await self._send("GET", path, params=params)
+        return _parse(response, _page(NetworkLog.from_json))
+
+    async def iter_client_network_logs(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        mac_id: str | None = None,
+        imei: str | None = None,
+        msisdn: str | None = None,
+        iccid: str | None = None,
+        sort_order: SortOrder | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[NetworkLog]:
+        """Every network report matching the filters, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_client_network_logs(
+                tenant_id,
+                client_id,
+                start=start,
+                end=end,
+                mac_id=mac_id,
+                imei=imei,
+                msisdn=msisdn,
+                iccid=iccid,
+                sort_order=sort_order,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_client_metrics(
+        self, tenant_id: str, client_id: str, interval: MetricsInterval = "day"
+    ) -> Metrics:
+        """getClientMetrics: ``day`` gives 24 hourly buckets, ``month`` 30 daily ones."""
+        path = self._client_path(tenant_id, client_id) + "/metrics"
+        response = await self._send("GET", path, params={"interval": interval})
+        return _parse(response, Metrics.from_json)
+
+    async def get_client_logs(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        level: LogLevel | None = None,
+        creator: LogCreator | None = None,
+        sort_order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[LogEntry]:
+        """getClientLogs: one page of the device's log lines and the server's events about it."""
+        params = _query(
+            start=_bound(start),
+            end=_bound(end),
+            level=level,
+            creator=creator,
+            sort_order=sort_order,
+            limit=_number(limit),
+            cursor=cursor,
+        )
+        response = await self._send("GET", self._client_path(tenant_id, client_id) + "/logs", params=params)
+        return _parse(response, _page(LogEntry.from_json))
+
+    async def iter_client_logs(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        level: LogLevel | None = None,
+        creator: LogCreator | None = None,
+        sort_order: SortOrder | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[LogEntry]:
+        """Every log entry matching the filters, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_client_logs(
+                tenant_id,
+                client_id,
+                start=start,
+                end=end,
+                level=level,
+                creator=creator,
+                sort_order=sort_order,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update_client_certificate(self, tenant_id: str, client_id: str) -> Certificate:
+        """updateClientCertificate (reset_certificate): a new certificate and key; the old one is revoked.
+
+        Raises SecureCertNotEnabledError unless the client has ``secure_cert_enabled``.
+        """
+        path = self._client_path(tenant_id, client_id) + "/reset_certificate"
+        response = await self._send("PUT", path)
+        return _parse(response, Certificate.from_json)
+
+    # Files (spec §2.4.4, §10.5)
+
+    def _file_path(self, tenant_id: str, client_id: str, filename: str) -> str:
+        return self._client_path(tenant_id, client_id) + f"/files/{_segment('filename', filename)}"
+
+    async def get_files(self, tenant_id: str, client_id: str) -> list[StoredFile]:
+        """getFiles: the files stored for the client."""
+        response = await self._send("GET", self._client_path(tenant_id, client_id) + "/files")
+        return _parse(response, _list(StoredFile.from_json))
+
+    async def upload_file(
+        self,
+        tenant_id: str,
+        client_id: str,
+        filename: str,
+        source: str | os.PathLike[str] | bytes | BinaryIO,
+        *,
+        content_type: str = "application/octet-stream",
+    ) -> StoredFile:
+        """uploadFile: store ``source`` (a path, bytes or a binary file object) as ``filename``.
+
+        An online device is sent the file's URL (spec §10.5).
+        """
+        path = self._file_path(tenant_id, client_id, filename)
+        with _open_source(source) as stream:
+            files = {"file": (filename, stream, content_type)}
+            with map_exceptions(self.base_url):
+                response = await self._http.post(path, files=files, auth=self._auth)
+        if not response.is_success:
+            raise error_from_response(response)
+        return _parse(response, StoredFile.from_json)
+
+    async def download_file(
+        self,
+        tenant_id: str,
+        client_id: str,
+        filename: str,
+        destination: str | os.PathLike[str] | BinaryIO,
+        *,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
+        """downloadFile: stream the file to a path or a binary file object; returns the byte count.
+
+        ``progress(received, total)`` is called after each chunk (``total`` is None when unknown).
+        """
+        path = self._file_path(tenant_id, client_id, filename)
+        received = 0
+        with map_exceptions(self.base_url):
+            async with self._http.stream("GET", path, auth=self._auth) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response)
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                with _open_destination(destination) as sink:
+                    async for chunk in response.aiter_bytes():
+                        sink.write(chunk)
+                        received += len(chunk)
+                        if progress is not None:
+                            progress(received, total)
+        return received
+
+    async def delete_file(
+        self, tenant_id: str, client_id: str, filename: str, *, on_device: bool = False
+    ) -> None:
+        """deleteFile: delete the stored file and revoke its URL (``on_device`` also asks the device)."""
+        params = _query(on_device="1" if on_device else None)
+        await self._send("DELETE", self._file_path(tenant_id, client_id, filename), params=params)
+
+    # Configuration (spec §8.4)
+
+    async def get_client_config(self, tenant_id: str, client_id: str) -> ConfigState:
+        """getClientConfig: effective, desired and reported configuration and the pending keys."""
+        response = await self._send("GET", self._client_path(tenant_id, client_id) + "/config")
+        return _parse(response, ConfigState.from_json)
+
+    async def update_client_config(
+        self, tenant_id: str, client_id: str, config: Mapping[str, Any]
+    ) -> ConfigState:
+        """updateClientConfig: merge ``config`` into the desired values (None removes a key) and push."""
+        if not isinstance(config, Mapping):
+            raise TypeError("config must be a mapping of keys to values")
+        path = self._client_path(tenant_id, client_id) + "/config"
+        response = await self._send("PUT", path, json={"config": dict(config)})
+        return _parse(response, ConfigState.from_json)
+
+    async def delete_client_config(self, tenant_id: str, client_id: str) -> ConfigState:
+        """deleteClientConfig: clear the desired values (nothing is pushed)."""
+        response = await self._send("DELETE", self._client_path(tenant_id, client_id) + "/config")
+        return _parse(response, ConfigState.from_json)
+
+    # Messages (spec §2.5.5, §2.5.6)
+
+    async def publish_message(
+        self,
+        tenant_id: str,
+        client_id: str,
+        topic: str,
+        payload: str = "",
+        *,
+        qos: RestQos = 1,
+        type: MessageType = "pub",
+        id: int | None = None,
+        duplicate: bool = False,
+        save: bool = True,
+    ) -> Message:
+        """publishMessage on behalf of the client.
+
+        ``qos`` is the product document's scale: 1 at most once, 2 at least once, 3 exactly once; 2
+        and 3 need an ``id`` (1-65535). For ``type="p2p"`` the topic is the peer client's UUID.
+        """
+        body: dict[str, Any] = {
+            "type": type,
+            "topic": topic,
+            "payload": payload,
+            "qos": qos,
+            "duplicate": duplicate,
+            "save": save,
+        }
+        if id is not None:
+            body["id"] = id
+        path = self._client_path(tenant_id, client_id) + "/messages"
+        response = await self._send("POST", path, json=body)
+        return _parse(response, Message.from_json)
+
+    async def get_messages(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        type: MessageType | None = None,
+        sort_order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Message]:
+        """getMessages: one page of the client's stored messages, newest first by default."""
+        params = _query(
+            start=_bound(start),
+            end=_bound(end),
+            type=type,
+            sort_order=sort_order,
+            limit=_number(limit),
+            cursor=cursor,
+        )
+        path = self._client_path(tenant_id, client_id) + "/messages"
+        response = await self._send("GET", path, params=params)
+        return _parse(response, _page(Message.from_json))
+
+    async def iter_messages(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        start: TimeBound | None = None,
+        end: TimeBound | None = None,
+        type: MessageType | None = None,
+        sort_order: SortOrder | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Message]:
+        """Every stored message matching the filters, following ``next_cursor`` page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_messages(
+                tenant_id,
+                client_id,
+                start=start,
+                end=end,
+                type=type,
+                sort_order=sort_order,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_message(self, tenant_id: str, client_id: str, message_id: str) -> Message:
+        """getMessage (S8): one stored message."""
+        path = self._client_path(tenant_id, client_id) + f"/messages/{_segment('message_id', message_id)}"
+        response = await self._send("GET", path)
+        return _parse(response, Message.from_json)
+
+    async def release_message(self, tenant_id: str, client_id: str, message_id: str) -> Message:
+        """releaseMessage: deliver a stored message again (charged to the quota); the release is recorded."""
+        path = self._client_path(tenant_id, client_id)
+        path += f"/messages/{_segment('message_id', message_id)}/release"
+        response = await self._send("PUT", path)
+        return _parse(response, Message.from_json)
+
+    # Device commands (spec §2.7)
+
+    async def set_server_logging(
+        self, tenant_id: str, client_id: str, enabled: bool, duration_seconds: int | None = None
+    ) -> ServerLogging:
+        """Start or stop remote logging of the device (its log lines then appear in get_client_logs)."""
+        body: dict[str, Any] = {"enabled": enabled}
+        if duration_seconds is not None:
+            body["duration_seconds"] = duration_seconds
+        path = self._client_path(tenant_id, client_id) + "/server_logging"
+        response = await self._send("PUT", path, json=body)
+        return _parse(response, ServerLogging.from_json)
+
+    async def reboot_client(self, tenant_id: str, client_id: str) -> CommandResult:
+        """Send the reboot command; ``sent`` is False when the device is offline."""
+        path = self._client_path(tenant_id, client_id) + "/reboot"
+        response = await self._send("POST", path, json={})
+        return _parse(response, CommandResult.from_json)
+
+    async def update_firmware(self, tenant_id: str, client_id: str, payload: str) -> CommandResult:
+        """Publish ``payload`` on the device's ``update_firmware`` topic."""
+        path = self._client_path(tenant_id, client_id) + "/update_firmware"
+        response = await self._send("POST", path, json={"payload": payload})
+        return _parse(response, CommandResult.from_json)
+
+    async def control_action(
+        self, tenant_id: str, client_id: str, payload: str | Mapping[str, Any]
+    ) -> CommandResult:
+        """Publish ``payload`` (text or a JSON object) on the device's ``controlaction`` topic."""
+        body = {"payload": payload if isinstance(payload, str) else dict(payload)}
+        path = self._client_path(tenant_id, client_id) + "/control_action"
+        response = await self._send("POST", path, json=body)
+        return _parse(response, CommandResult.from_json)

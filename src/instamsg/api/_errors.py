@@ -14,6 +14,8 @@ Hierarchy::
         │   ├── InvalidParameterError           invalid_parameter
         │   ├── InvalidTimestampError           invalid_timestamp
         │   ├── InvalidTimeRangeError           invalid_time_range
+        │   ├── InvalidCursorError              invalid_cursor
+        │   ├── MissingFileFieldError           missing_file_field
         │   ├── InvalidQosError                 invalid_qos
         │   ├── InvalidTopicError               invalid_topic
         │   ├── InvalidTopicFilterError         invalid_topic_filter
@@ -22,17 +24,25 @@ Hierarchy::
         │   ├── InvalidClientError              invalid_client (wrong client key or secret)
         │   └── InvalidTokenError               invalid_token (details.reason: expired, invalidated, unknown)
         ├── PermissionDeniedError           403
-        │   └── AuthTokenNotRetrievableError    auth_token_not_retrievable
+        │   ├── AuthTokenNotRetrievableError    auth_token_not_retrievable
+        │   ├── TopicNotAllowedError            topic_not_allowed
+        │   └── ReservedTopicError              reserved_topic
         ├── NotFoundError                   404 not_found
         │   ├── TenantNotFoundError             tenant_not_found
-        │   └── ClientNotFoundError             client_not_found
+        │   ├── ClientNotFoundError             client_not_found
+        │   ├── MessageNotFoundError            message_not_found
+        │   └── StoredFileNotFoundError         file_not_found
         ├── MethodNotAllowedError           405 method_not_allowed
         ├── ConflictError                   409
         │   ├── TenantClientQuotaExceededError  tenant_client_quota_exceeded
         │   ├── ProvisioningIdTakenError        provisioning_id_taken
         │   └── SecureCertNotEnabledError       secure_cert_not_enabled
         ├── PayloadTooLargeError            413 payload_too_large
+        │   └── FileTooLargeError               file_too_large
         ├── UnsupportedMediaTypeError       415 unsupported_media_type
+        ├── UnprocessableError              422
+        │   ├── UnknownPeerError                unknown_peer
+        │   └── ConfigNotObjectError            config_not_object
         ├── TooManyRequestsError            429
         │   └── TenantMessageQuotaExceededError tenant_message_quota_exceeded
         └── ServerError                     5xx
@@ -59,11 +69,14 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientNotFoundError",
+    "ConfigNotObjectError",
     "ConflictError",
     "ConnectionFailedError",
+    "FileTooLargeError",
     "InstaMsgError",
     "InternalServerError",
     "InvalidClientError",
+    "InvalidCursorError",
     "InvalidJsonError",
     "InvalidParameterError",
     "InvalidQosError",
@@ -73,20 +86,27 @@ __all__ = [
     "InvalidTokenError",
     "InvalidTopicError",
     "InvalidTopicFilterError",
+    "MessageNotFoundError",
     "MethodNotAllowedError",
+    "MissingFileFieldError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ProvisioningIdTakenError",
+    "ReservedTopicError",
     "SecureCertNotEnabledError",
     "ServerError",
     "ServiceUnavailableError",
+    "StoredFileNotFoundError",
     "TenantClientQuotaExceededError",
     "TenantMessageQuotaExceededError",
     "TenantNotFoundError",
     "TooManyRequestsError",
+    "TopicNotAllowedError",
     "UnexpectedResponseError",
     "UnknownFieldError",
+    "UnknownPeerError",
+    "UnprocessableError",
     "UnsupportedGrantTypeError",
     "UnsupportedMediaTypeError",
     "ValidationFailedError",
@@ -168,7 +188,21 @@ class InvalidTimeRangeError(BadRequestError):
     code = "invalid_time_range"
 
 
+class InvalidCursorError(BadRequestError):
+    """A cursor that is malformed or was produced by a query with other filters."""
+
+    code = "invalid_cursor"
+
+
+class MissingFileFieldError(BadRequestError):
+    """An upload without a ``file`` (or ``uploadedfile``) multipart field."""
+
+    code = "missing_file_field"
+
+
 class InvalidQosError(BadRequestError):
+    """A REST ``qos`` outside the product document's 1-3 scale."""
+
     code = "invalid_qos"
 
 
@@ -210,6 +244,18 @@ class AuthTokenNotRetrievableError(PermissionDeniedError):
     code = "auth_token_not_retrievable"
 
 
+class TopicNotAllowedError(PermissionDeniedError):
+    """The topic matches none of the publishing client's ``pub_topics``."""
+
+    code = "topic_not_allowed"
+
+
+class ReservedTopicError(PermissionDeniedError):
+    """Topics under ``instamsg/`` are device commands: use their own endpoints."""
+
+    code = "reserved_topic"
+
+
 class NotFoundError(ApiError):
     """404: unknown resource, or one that belongs to another app."""
 
@@ -222,6 +268,18 @@ class TenantNotFoundError(NotFoundError):
 
 class ClientNotFoundError(NotFoundError):
     code = "client_not_found"
+
+
+class MessageNotFoundError(NotFoundError):
+    """Unknown message id, or a message published with ``save=False``."""
+
+    code = "message_not_found"
+
+
+class StoredFileNotFoundError(NotFoundError):
+    """No file of that name is stored for the client (named so as not to shadow the builtin)."""
+
+    code = "file_not_found"
 
 
 class MethodNotAllowedError(ApiError):
@@ -252,8 +310,28 @@ class PayloadTooLargeError(ApiError):
     code = "payload_too_large"
 
 
+class FileTooLargeError(PayloadTooLargeError):
+    code = "file_too_large"
+
+
 class UnsupportedMediaTypeError(ApiError):
     code = "unsupported_media_type"
+
+
+class UnprocessableError(ApiError):
+    """422: well-formed but semantically invalid."""
+
+
+class UnknownPeerError(UnprocessableError):
+    """A p2p ``topic`` that is not the UUID of a client of the same tenant."""
+
+    code = "unknown_peer"
+
+
+class ConfigNotObjectError(UnprocessableError):
+    """updateClientConfig with a body that is not a JSON object."""
+
+    code = "config_not_object"
 
 
 class TooManyRequestsError(ApiError):
@@ -286,6 +364,8 @@ _BY_CODE: Final[dict[str, type[ApiError]]] = {
         InvalidParameterError,
         InvalidTimestampError,
         InvalidTimeRangeError,
+        InvalidCursorError,
+        MissingFileFieldError,
         InvalidQosError,
         InvalidTopicError,
         InvalidTopicFilterError,
@@ -293,15 +373,22 @@ _BY_CODE: Final[dict[str, type[ApiError]]] = {
         InvalidClientError,
         InvalidTokenError,
         AuthTokenNotRetrievableError,
+        TopicNotAllowedError,
+        ReservedTopicError,
         NotFoundError,
         TenantNotFoundError,
         ClientNotFoundError,
+        MessageNotFoundError,
+        StoredFileNotFoundError,
         MethodNotAllowedError,
         TenantClientQuotaExceededError,
         ProvisioningIdTakenError,
         SecureCertNotEnabledError,
         PayloadTooLargeError,
+        FileTooLargeError,
         UnsupportedMediaTypeError,
+        UnknownPeerError,
+        ConfigNotObjectError,
         TenantMessageQuotaExceededError,
         InternalServerError,
         ServiceUnavailableError,
@@ -317,6 +404,7 @@ _BY_STATUS: Final[dict[int, type[ApiError]]] = {
     409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
+    422: UnprocessableError,
     429: TooManyRequestsError,
 }
 

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 __all__ = [
     "AccessToken",
+    "Certificate",
+    "ClientInfo",
     "ClientProfile",
     "ClientRecord",
     "ClientState",
     "ClientType",
+    "CommandResult",
+    "ConfigSide",
+    "ConfigState",
     "CreatedClient",
+    "LogCreator",
+    "LogEntry",
+    "LogLevel",
+    "Message",
+    "MessageType",
+    "Metrics",
+    "MetricsBucket",
+    "MetricsInterval",
+    "NetworkLog",
+    "Page",
     "ProvisioningParams",
+    "Release",
+    "ServerLogging",
+    "Session",
     "SortBy",
     "SortOrder",
+    "StoredFile",
     "Tenant",
 ]
 
@@ -236,3 +255,419 @@ class CreatedClient(ClientRecord):
 
     def to_json(self) -> dict[str, Any]:
         return {**ClientRecord.to_json(self), "auth_token": self.auth_token}
+
+
+# Resources added with the device-data endpoints. Each keeps the server's JSON in ``raw`` so that
+# ``to_json()`` gives back exactly what the server said, fields this SDK does not know included.
+
+MessageType = Literal["pub", "p2p"]
+MetricsInterval = Literal["day", "month"]
+LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+LogCreator = Literal["InstaMsg", "client"]
+ItemT = TypeVar("ItemT")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[ItemT]):
+    """One page of a time-series list; pass ``next_cursor`` as ``cursor`` (same filters) for the next."""
+
+    items: tuple[ItemT, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], build: Callable[[Any], ItemT]) -> Page[ItemT]:
+        items = data["items"]
+        if not isinstance(items, list):
+            raise TypeError("items must be a JSON array")
+        return cls(tuple(build(item) for item in items), _optional_str(data.get("next_cursor")))
+
+    def __iter__(self) -> Iterator[ItemT]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One re-delivery of a stored message (releaseMessage)."""
+
+    released_at: datetime
+    delivered_to: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A stored or just-published message (spec §2.4.3). ``qos`` is on the REST 1-3 scale."""
+
+    id: str
+    tenant_id: str
+    client_id: str
+    type: MessageType
+    topic: str
+    payload: str
+    qos: int
+    client_message_id: int | None
+    duplicate: bool
+    saved: bool
+    source: str
+    direction: str
+    envelope: dict[str, Any] | None
+    delivered_to: int
+    created_at: datetime
+    releases: tuple[Release, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        envelope = data.get("envelope")
+        return cls(
+            id=str(data["id"]),
+            tenant_id=str(data["tenant_id"]),
+            client_id=str(data["client_id"]),
+            type=cast(MessageType, data["type"]),
+            topic=str(data["topic"]),
+            payload=str(data["payload"]),
+            qos=int(data["qos"]),
+            client_message_id=_optional_int(data.get("client_message_id")),
+            duplicate=bool(data.get("duplicate", False)),
+            saved=bool(data.get("saved", True)),
+            source=str(data.get("source", "")),
+            direction=str(data.get("direction", "")),
+            envelope=dict(envelope) if isinstance(envelope, Mapping) else None,
+            delivered_to=int(data.get("delivered_to", 0)),
+            created_at=parse_timestamp(data["created_at"]),
+            releases=tuple(
+                Release(parse_timestamp(item["released_at"]), int(item["delivered_to"]))
+                for item in data.get("releases") or ()
+            ),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """A file stored for a client (spec §2.4.4); ``url`` downloads it without credentials."""
+
+    filename: str
+    size: int
+    content_type: str
+    source: str
+    file_id: str
+    url: str
+    device_status: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoredFile:
+        return cls(
+            filename=str(data["filename"]),
+            size=int(data.get("size", 0)),
+            content_type=str(data.get("content_type") or "application/octet-stream"),
+            source=str(data.get("source", "")),
+            file_id=str(data.get("file_id", "")),
+            url=str(data.get("url", "")),
+            device_status=_optional_str(data.get("device_status")),
+            created_at=_optional_timestamp(data.get("created_at")),
+            updated_at=_optional_timestamp(data.get("updated_at")),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    """One connection of a client (spec §2.4.5); ``disconnect_time`` is None while connected."""
+
+    id: str
+    connect_time: datetime
+    disconnect_time: datetime | None
+    duration_seconds: float | None
+    transport: str | None
+    remote_address: str | None
+    protocol: str | None
+    profile: str | None
+    client_identifier: str | None
+    keep_alive: int | None
+    clean_session: bool | None
+    disconnect_reason: str | None
+    data: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Session:
+        duration = data.get("duration_seconds")
+        clean = data.get("clean_session")
+        return cls(
+            id=str(data["id"]),
+            connect_time=parse_timestamp(data["connect_time"]),
+            disconnect_time=_optional_timestamp(data.get("disconnect_time")),
+            duration_seconds=None if duration is None else float(duration),
+            transport=_optional_str(data.get("transport")),
+            remote_address=_optional_str(data.get("remote_address")),
+            protocol=_optional_str(data.get("protocol")),
+            profile=_optional_str(data.get("profile")),
+            client_identifier=_optional_str(data.get("client_identifier")),
+            keep_alive=_optional_int(data.get("keep_alive")),
+            clean_session=None if clean is None else bool(clean),
+            disconnect_reason=_optional_str(data.get("disconnect_reason")),
+            data=_mapping(data.get("data")),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkLog:
+    """One network report of a device (spec §2.4.5, §11)."""
+
+    time: datetime
+    network_interface: str | None
+    antenna_status: str | None
+    signal_strength: int | None
+    mac_id: str | None
+    imei: str | None
+    msisdn: str | None
+    iccid: str | None
+    source_topic: str | None
+    data: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NetworkLog:
+        strength = data.get("signal_strength")
+        return cls(
+            time=parse_timestamp(data["time"]),
+            network_interface=_optional_str(data.get("network_interface")),
+            antenna_status=_optional_str(data.get("antenna_status")),
+            signal_strength=strength if isinstance(strength, int) else None,
+            mac_id=_optional_str(data.get("mac_id")),
+            imei=_optional_str(data.get("imei")),
+            msisdn=_optional_str(data.get("msisdn")),
+            iccid=_optional_str(data.get("iccid")),
+            source_topic=_optional_str(data.get("source_topic")),
+            data=_mapping(data.get("data")),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntry:
+    """One client log line (creator ``client``) or server event about it (creator ``InstaMsg``)."""
+
+    time: datetime
+    level: str
+    creator: str
+    message: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LogEntry:
+        return cls(
+            time=parse_timestamp(data["time"]),
+            level=str(data["level"]),
+            creator=str(data["creator"]),
+            message=str(data["message"]),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientInfo:
+    """What a device reported about itself and its latest session and network (spec §2.4.6)."""
+
+    client_id: str
+    state: str
+    profile: str | None
+    library: dict[str, Any]
+    info: dict[str, Any]
+    info_updated_at: datetime | None
+    session: dict[str, Any]
+    network: dict[str, Any]
+    last_connect_at: datetime | None
+    last_disconnect_at: datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientInfo:
+        return cls(
+            client_id=str(data["client_id"]),
+            state=str(data.get("state", "")),
+            profile=_optional_str(data.get("profile")),
+            library=_mapping(data.get("library")),
+            info=_mapping(data.get("info")),
+            info_updated_at=_optional_timestamp(data.get("info_updated_at")),
+            session=_mapping(data.get("session")),
+            network=_mapping(data.get("network")),
+            last_connect_at=_optional_timestamp(data.get("last_connect_at")),
+            last_disconnect_at=_optional_timestamp(data.get("last_disconnect_at")),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsBucket:
+    """One hour (interval ``day``) or one day (``month``) of counters."""
+
+    start: datetime
+    counters: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metrics:
+    """Traffic counters of a client (spec §2.4.7): totals and 24 hourly or 30 daily buckets."""
+
+    interval: str
+    start: datetime
+    end: datetime
+    totals: dict[str, int]
+    buckets: tuple[MetricsBucket, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Metrics:
+        def counters(values: Mapping[str, Any]) -> dict[str, int]:
+            return {key: int(value) for key, value in values.items() if key != "start"}
+
+        return cls(
+            interval=str(data["interval"]),
+            start=parse_timestamp(data["start"]),
+            end=parse_timestamp(data["end"]),
+            totals=counters(data.get("totals") or {}),
+            buckets=tuple(
+                MetricsBucket(start=parse_timestamp(bucket["start"]), counters=counters(bucket))
+                for bucket in data.get("buckets") or ()
+            ),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSide:
+    """The desired (operator) or reported (device) side of a client's configuration."""
+
+    values: dict[str, Any]
+    version: int
+    updated_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ConfigSide:
+        side = _mapping(data)
+        return cls(
+            values=_mapping(side.get("values")),
+            version=int(side.get("version") or 0),
+            updated_at=_optional_timestamp(side.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigState:
+    """A client's configuration (spec §8.4): ``config`` is reported overlaid with desired."""
+
+    config: dict[str, Any]
+    desired: ConfigSide
+    reported: ConfigSide
+    version: int
+    pending: tuple[str, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConfigState:
+        return cls(
+            config=_mapping(data["config"]),
+            desired=ConfigSide.from_json(data.get("desired")),
+            reported=ConfigSide.from_json(data.get("reported")),
+            version=int(data.get("version") or 0),
+            pending=tuple(str(key) for key in data.get("pending") or ()),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Certificate:
+    """A fresh client certificate and its private key (updateClientCertificate); the key is shown once."""
+
+    certificate: str
+    key: str
+    not_after: datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Certificate:
+        return cls(
+            certificate=str(data["certificate"]),
+            key=str(data["key"]),
+            not_after=_optional_timestamp(data.get("not_after")),
+            raw=dict(data),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerLogging:
+    """Whether remote logging is requested for a client, and until when (spec §2.7, §9)."""
+
+    enabled: bool
+    until: datetime | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServerLogging:
+        until = _optional_timestamp(data.get("until"))
+        return cls(enabled=bool(data["enabled"]), until=until, raw=dict(data))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandResult:
+    """The answer of a device command (reboot, firmware, control action): ``sent`` is False offline."""
+
+    sent: bool
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommandResult:
+        return cls(sent=bool(data.get("sent", False)), raw=dict(data))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.raw)

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from instamsg import __version__
-from instamsg.cli.commands import clients, login, tenants
+from instamsg.cli.commands import clients, config, device_tools, files, login, messages, tenants
 from instamsg.cli.output import ExitCode, fail
 from instamsg.domain.errors import DomainError
 from instamsg.settings import Settings
@@ -33,6 +33,12 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(db_app, name="db")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(clients.app, name="clients")
+app.add_typer(config.app, name="config")
+app.add_typer(files.app, name="files")
+app.add_typer(messages.app, name="messages")
+app.command("pub")(device_tools.pub)
+app.command("sub")(device_tools.sub)
+app.command("provision")(device_tools.provision)
 app.command("login")(login.login)
 
 stdout = Console()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,9 +19,10 @@ from instamsg.api import (
     InvalidTokenError,
     NotFoundError,
     ProvisioningIdTakenError,
+    SortOrder,
     TenantNotFoundError,
 )
-from instamsg.cli.output import ExitCode, fail
+from instamsg.cli.output import ExitCode, fail, print_json, print_line, print_table
 from instamsg.cli.profiles import Credentials, ProfileError, resolve_credentials
 
 ProfileOption = Annotated[
@@ -106,3 +107,37 @@ def api_client(profile: str | None) -> Iterator[Client]:
         raise fail(str(error), ExitCode.USAGE) from None
     with open_client(credentials) as client, reporting_errors(credentials):
         yield client
+
+
+ClientArgument = Annotated[str, typer.Argument(help="Client id (UUID).", show_default=False)]
+StartOption = Annotated[
+    str | None,
+    typer.Option("--start", help="Oldest time: epoch seconds, 'YYYY-MM-DD HH:MM:SS' or ISO 8601 (UTC)."),
+]
+EndOption = Annotated[str | None, typer.Option("--end", help="Newest time, same forms as --start.")]
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=1, max=1000, help="Items per page (1-1000).", show_default=True)
+]
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="next_cursor printed by the previous page (same filters).")
+]
+AllPagesOption = Annotated[bool, typer.Option("--all", help="Follow next_cursor and print every page.")]
+SortOrderOption = Annotated[
+    SortOrder | None, typer.Option("--sort-order", help="desc (newest first, the default) or asc.")
+]
+
+
+def print_page(
+    title: str,
+    columns: Sequence[str],
+    items: Sequence[Mapping[str, Any]],
+    next_cursor: str | None,
+    json_output: bool,
+) -> None:
+    """A time-series page: ``{"items", "next_cursor"}`` as JSON, else a table and the cursor to go on."""
+    if json_output:
+        print_json({"items": list(items), "next_cursor": next_cursor})
+        return
+    print_table(title, columns, items)
+    if next_cursor is not None:
+        print_line(f"More: add --cursor {next_cursor} (or --all)")

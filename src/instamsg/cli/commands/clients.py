@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -11,11 +14,23 @@ from instamsg.api import (
     ClientRecord,
     ClientType,
     ProvisioningParams,
+    SecureCertNotEnabledError,
     SortBy,
     SortOrder,
     TenantClientQuotaExceededError,
 )
-from instamsg.cli.commands._common import JsonOption, ProfileOption, TenantOption, api_client
+from instamsg.cli.commands._common import (
+    CursorOption,
+    EndOption,
+    JsonOption,
+    LimitOption,
+    ProfileOption,
+    SortOrderOption,
+    StartOption,
+    TenantOption,
+    api_client,
+    print_page,
+)
 from instamsg.cli.output import ExitCode, fail, print_json, print_line, print_record, print_table
 
 app = typer.Typer(
@@ -307,3 +322,322 @@ def reset_client_token(
     with api_client(profile) as api:
         token = api.update_client_auth_token(tenant_id, client_id)
     _print_token(token, json_output)
+
+
+@app.command("reset-cert")
+def reset_client_certificate(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="Write <client id>.crt and <client id>.key (mode 0600) here."),
+    ] = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a new client certificate and key, revoking the old one (updateClientCertificate)."""
+    with api_client(profile) as api:
+        try:
+            certificate = api.update_client_certificate(tenant_id, client_id)
+        except SecureCertNotEnabledError:
+            raise fail(
+                f"client {client_id} does not use certificates: enable them with "
+                f"`instamsg clients update {client_id} --tenant {tenant_id} --secure-cert` first",
+                ExitCode.API_ERROR,
+            ) from None
+    if output_dir is not None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / f"{client_id}.crt").write_text(certificate.certificate)
+            key_path = output_dir / f"{client_id}.key"
+            key_path.touch(mode=0o600)
+            key_path.write_text(certificate.key)
+        except OSError as error:
+            raise fail(f"cannot write the certificate: {error}", ExitCode.USAGE) from None
+    if json_output:
+        print_json(certificate.to_json())
+    elif output_dir is not None:
+        print_line(f"Wrote {client_id}.crt and {client_id}.key to {output_dir}")
+    else:
+        print_line(certificate.certificate.rstrip("\n"))
+        print_line(certificate.key.rstrip("\n"))
+
+
+@app.command("info")
+def client_info(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what the device reported: metadata, latest session and network (getClientInfo)."""
+    with api_client(profile) as api:
+        info = api.get_client_info(tenant_id, client_id)
+    if json_output:
+        print_json(info.to_json())
+    else:
+        print_record(f"Client {client_id}", info.to_json())
+
+
+@app.command("sessions")
+def client_sessions(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    start: StartOption = None,
+    end: EndOption = None,
+    sort_by: Annotated[
+        Literal["connect_time", "disconnect_time"] | None,
+        typer.Option("--sort-by", help="Order by this time."),
+    ] = None,
+    sort_order: SortOrderOption = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the client's connections, newest first (getClientSessions)."""
+    with api_client(profile) as api:
+        page = api.get_client_sessions(
+            tenant_id,
+            client_id,
+            start=start,
+            end=end,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            cursor=cursor,
+        )
+    columns = (
+        "connect_time",
+        "disconnect_time",
+        "transport",
+        "protocol",
+        "remote_address",
+        "disconnect_reason",
+    )
+    print_page("Sessions", columns, [item.to_json() for item in page], page.next_cursor, json_output)
+
+
+@app.command("network-logs")
+def client_network_logs(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    start: StartOption = None,
+    end: EndOption = None,
+    mac_id: Annotated[str | None, typer.Option("--mac-id", help="Only this MAC address.")] = None,
+    imei: Annotated[str | None, typer.Option("--imei", help="Only this IMEI.")] = None,
+    msisdn: Annotated[str | None, typer.Option("--msisdn", help="Only this phone number.")] = None,
+    iccid: Annotated[str | None, typer.Option("--iccid", help="Only this SIM card id.")] = None,
+    sort_order: SortOrderOption = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the device's network reports, newest first (getClientNetworkLogs)."""
+    with api_client(profile) as api:
+        page = api.get_client_network_logs(
+            tenant_id,
+            client_id,
+            start=start,
+            end=end,
+            mac_id=mac_id,
+            imei=imei,
+            msisdn=msisdn,
+            iccid=iccid,
+            sort_order=sort_order,
+            limit=limit,
+            cursor=cursor,
+        )
+    columns = ("time", "network_interface", "signal_strength", "antenna_status", "mac_id", "imei")
+    print_page("Network logs", columns, [item.to_json() for item in page], page.next_cursor, json_output)
+
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """A one-line chart: one block per bucket, scaled to the largest value."""
+    top = max(values, default=0)
+    if top <= 0:
+        return SPARK[1] * len(values)
+    return "".join(SPARK[1 + round(value * (len(SPARK) - 2) / top)] for value in values)
+
+
+@app.command("metrics")
+def client_metrics(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    interval: Annotated[
+        Literal["day", "month"], typer.Option("--interval", help="day: 24 hourly buckets; month: 30 daily.")
+    ] = "day",
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the client's traffic counters with a small chart per counter (getClientMetrics)."""
+    with api_client(profile) as api:
+        metrics = api.get_client_metrics(tenant_id, client_id, interval)
+    if json_output:
+        print_json(metrics.to_json())
+        return
+    rows = [
+        {
+            "counter": name,
+            "total": total,
+            "chart": sparkline([bucket.counters.get(name, 0) for bucket in metrics.buckets]),
+        }
+        for name, total in metrics.totals.items()
+    ]
+    span = f"{metrics.start:%Y-%m-%d %H:%M} to {metrics.end:%Y-%m-%d %H:%M} UTC"
+    print_table(f"Metrics, last {interval} ({span})", ("counter", "total", "chart"), rows)
+
+
+@app.command("logs")
+def client_logs(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    start: StartOption = None,
+    end: EndOption = None,
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARN", "ERROR", "FATAL"] | None,
+        typer.Option("--level", help="Only this level."),
+    ] = None,
+    creator: Annotated[
+        Literal["InstaMsg", "client"] | None,
+        typer.Option("--creator", help="client (device log lines) or InstaMsg (server events)."),
+    ] = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new entries (Ctrl-C stops).")
+    ] = False,
+    poll_seconds: Annotated[
+        float, typer.Option("--poll", min=0.1, help="Seconds between polls with --follow.")
+    ] = 2.0,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the client's log entries (getClientLogs); --follow prints new ones as they arrive."""
+    with api_client(profile) as api:
+        page = api.get_client_logs(
+            tenant_id,
+            client_id,
+            start=start,
+            end=end,
+            level=level,
+            creator=creator,
+            limit=limit,
+            cursor=cursor,
+        )
+        if not follow:
+            columns = ("time", "level", "creator", "message")
+            print_page("Logs", columns, [item.to_json() for item in page], page.next_cursor, json_output)
+            return
+        # Oldest first, then poll for entries newer than the last one printed.
+        seen: set[tuple[str, str]] = set()
+        last = None
+        try:
+            entries = list(reversed(page.items))
+            while True:
+                for entry in entries:
+                    key = (entry.to_json().get("time", ""), entry.message)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    last = entry.time
+                    if json_output:
+                        print_json(entry.to_json())
+                    else:
+                        stamp = f"{entry.time:%Y-%m-%d %H:%M:%S}"
+                        print_line(f"{stamp} {entry.level:<5} {entry.creator:<8} {entry.message}")
+                time.sleep(poll_seconds)
+                entries = list(
+                    api.iter_client_logs(
+                        tenant_id, client_id, start=last, level=level, creator=creator, sort_order="asc"
+                    )
+                )
+        except KeyboardInterrupt:
+            return
+
+
+@app.command("logging")
+def client_logging(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    state: Annotated[
+        Literal["on", "off"], typer.Argument(help="on: the device sends its log lines; off: stop.")
+    ],
+    duration: Annotated[
+        int | None, typer.Option("--duration", min=1, help="Seconds before it turns off by itself.")
+    ] = None,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Turn remote logging of a device on or off; read the lines with `instamsg clients logs`."""
+    with api_client(profile) as api:
+        result = api.set_server_logging(tenant_id, client_id, state == "on", duration_seconds=duration)
+    if json_output:
+        print_json(result.to_json())
+    elif result.enabled:
+        until = f" until {result.until:%Y-%m-%d %H:%M:%S} UTC" if result.until else ""
+        print_line(f"Remote logging of {client_id} is on{until}")
+    else:
+        print_line(f"Remote logging of {client_id} is off")
+
+
+@app.command("reboot")
+def client_reboot(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Send the reboot command to a device."""
+    with api_client(profile) as api:
+        result = api.reboot_client(tenant_id, client_id)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        print_line("Reboot sent" if result.sent else "The device is offline: nothing was sent")
+
+
+def _print_command_result(sent: bool, what: str, json_output: bool, data: dict[str, object]) -> None:
+    if json_output:
+        print_json(data)
+    else:
+        print_line(f"{what} sent" if sent else "The device is offline: nothing was sent")
+
+
+@app.command("update-firmware")
+def client_update_firmware(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    payload: Annotated[str, typer.Argument(help="What the device expects, e.g. a firmware URL.")],
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Publish a firmware update command (payload as given) to a device."""
+    with api_client(profile) as api:
+        result = api.update_firmware(tenant_id, client_id, payload)
+    _print_command_result(result.sent, "Firmware update", json_output, result.to_json())
+
+
+@app.command("control-action")
+def client_control_action(
+    client_id: ClientId,
+    tenant_id: TenantOption,
+    payload: Annotated[str, typer.Argument(help="Text, or a JSON object sent as an object.")],
+    profile: ProfileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Publish a control action to a device."""
+    action: str | dict[str, object] = payload
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        action = parsed
+    with api_client(profile) as api:
+        result = api.control_action(tenant_id, client_id, action)
+    _print_command_result(result.sent, "Control action", json_output, result.to_json())
