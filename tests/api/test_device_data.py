@@ -183,6 +183,7 @@ async def test_config_update_get_delete(api: AsyncClient) -> None:
     assert isinstance(state, ConfigState)
     assert state.desired.values == {"PING_REQ_INTERVAL": 120} and state.config["PING_REQ_INTERVAL"] == 120
     assert state.pending == ("PING_REQ_INTERVAL",)
+    assert state.sent is False  # the device is offline: the push waits for its next connect
     assert (await api.get_client_config(tenant.id, device.id)).desired.values == {"PING_REQ_INTERVAL": 120}
     cleared = await api.delete_client_config(tenant.id, device.id)
     assert cleared.desired.values == {}

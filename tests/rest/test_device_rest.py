@@ -281,7 +281,9 @@ async def test_update_config_representation_and_pending_semantics(
         parse_config_report('{"NTP_SERVER": "pool.ntp.org", "DEBUG": "1", "instamsg_version": "1.0"}'),
     )
     response = await api.put(path, json={"config": {"PING_REQ_INTERVAL": 120, "DEBUG": True}}, headers=auth)
-    assert response.status_code == 200, response.text
+    # The client is offline: the pushes wait for its next connect (C11).
+    assert response.status_code == 202, response.text
+    assert response.json()["sent"] is False
     body = response.json()
     assert body["config"] == {"PING_REQ_INTERVAL": 120, "NTP_SERVER": "pool.ntp.org", "DEBUG": True}
     assert body["desired"]["values"] == {"PING_REQ_INTERVAL": 120, "DEBUG": True}
@@ -320,9 +322,14 @@ async def test_update_config_forms_and_null_removes(api: httpx.AsyncClient, auth
     body = (await api.put(path, json={"config": {"A": None, "C": 120}}, headers=auth)).json()
     assert body["desired"]["values"] == {"B": 2, "C": 120}
     assert body["desired"]["version"] == 2 and body["version"] == 2
-    # Setting the same values again changes nothing.
-    body = (await api.put(path, json={"config": {"C": 120}}, headers=auth)).json()
-    assert body["desired"]["version"] == 2
+    # Setting the same values again changes nothing; the device still differs, so the push is repeated
+    # (and waits, the client being offline).
+    response = await api.put(path, json={"config": {"C": 120}}, headers=auth)
+    assert response.status_code == 202 and response.json()["sent"] is False
+    assert response.json()["desired"]["version"] == 2
+    # Removing a key pushes nothing: nothing waits.
+    response = await api.put(path, json={"config": {"C": None}}, headers=auth)
+    assert response.status_code == 200 and response.json()["sent"] is True
 
 
 async def test_update_config_needs_an_object(api: httpx.AsyncClient, auth: dict[str, str]) -> None:

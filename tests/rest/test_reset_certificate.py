@@ -93,9 +93,10 @@ async def test_reset_certificate_issues_a_pending_certificate_and_owes_the_push_
     response = await certificate_api.put(
         f"/api/v1/tenants/{tenant_id}/clients/{client_id}/reset_certificate", headers=certificate_auth
     )
-    assert response.status_code == 200, response.text
+    # The client is offline: the updateCert push waits for its next connect (C11).
+    assert response.status_code == 202, response.text
     body = response.json()
-    assert set(body) == {"certificate", "key", "not_after"}
+    assert set(body) == {"certificate", "key", "not_after", "sent"} and body["sent"] is False
     assert TIMESTAMP.match(body["not_after"])
     certificate = x509.load_pem_x509_certificate(body["certificate"].encode())
     assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == client_id
@@ -131,6 +132,7 @@ async def test_reset_certificate_pushes_at_once_to_an_online_client(
     )
     assert response.status_code == 200, response.text
     body = response.json()
+    assert body["sent"] is True
     assert watch.pushed == [(client_id, certificate_push_payload(body["certificate"], body["key"]))]
     assert watch.pushed[0][1].startswith(b'{"secure_ssl_certificate": true, "certificate": "-----BEGIN')
     assert watch.owed == []

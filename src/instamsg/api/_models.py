@@ -602,16 +602,20 @@ class ConfigState:
     reported: ConfigSide
     version: int
     pending: tuple[str, ...]
+    # update_client_config only: False when the changed keys wait for the device's next connect.
+    sent: bool | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConfigState:
+        sent = data.get("sent")
         return cls(
             config=_mapping(data["config"]),
             desired=ConfigSide.from_json(data.get("desired")),
             reported=ConfigSide.from_json(data.get("reported")),
             version=int(data.get("version") or 0),
             pending=tuple(str(key) for key in data.get("pending") or ()),
+            sent=None if sent is None else bool(sent),
             raw=dict(data),
         )
 
@@ -626,14 +630,18 @@ class Certificate:
     certificate: str
     key: str
     not_after: datetime | None
+    # False when the updateCert push waits for the client's next connect.
+    sent: bool | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Certificate:
+        sent = data.get("sent")
         return cls(
             certificate=str(data["certificate"]),
             key=str(data["key"]),
             not_after=_optional_timestamp(data.get("not_after")),
+            sent=None if sent is None else bool(sent),
             raw=dict(data),
         )
 

@@ -166,8 +166,9 @@ class ConfigService:
             state.unacknowledged = sorted(unacknowledged & set(state.desired))
             pushes = [self._push_for(state, key) for key in sorted(set(to_push))]
             await config_repository.save_config(connection, state)
-        self._send(found.id, found.tenant_id, pushes)
-        return config_representation(state)
+        sent = self._send(found.id, found.tenant_id, pushes)
+        # C11: when a push has to wait for the next connect, the caller is told so (202, sent false).
+        return {**config_representation(state), "sent": len(sent) == len(pushes)}
 
     async def delete_config(self, app_id: str, tenant_id: str, client_id: str) -> dict[str, Any]:
         """Clear `desired`; nothing is pushed, because devices cannot delete a key (§8.4)."""

@@ -200,9 +200,11 @@ class DurableSessionStore:
                 existing = set(
                     (
                         await connection.execute(
-                            select(client.c.id).where(
-                                client.c.id.in_([session.client_uuid for session in snapshots])
-                            )
+                            select(client.c.id)
+                            .where(client.c.id.in_([session.client_uuid for session in snapshots]))
+                            # PostgreSQL: a client deleted concurrently waits for this commit (SQLite
+                            # writes are serialised anyway, and ignores the clause).
+                            .with_for_update(read=True, key_share=True)
                         )
                     ).scalars()
                 )

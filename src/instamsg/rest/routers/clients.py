@@ -224,6 +224,10 @@ class CertificateOut(ResponseModel):
     certificate: str = Field(description="PEM certificate, subject CN = the client id, signed by the CA.")
     key: str = Field(description="PEM RSA-2048 private key (PKCS#8); the server keeps no copy.")
     not_after: Timestamp
+    sent: bool = Field(
+        description="Whether updateCert was published now; false (status 202) when it waits for the "
+        "client's next connect."
+    )
 
 
 @router.put(
@@ -234,17 +238,22 @@ class CertificateOut(ResponseModel):
     description="Issues a new key and certificate for a client with secure_cert_enabled (409 "
     "secure_cert_not_enabled otherwise). It is published on instamsg/clients/<clientId>/updateCert now if "
     "the client is online, else on its next connect; the previous certificate stays accepted until the "
-    "client first connects with the new one.",
+    "client first connects with the new one. 202 with `sent` false when the push waits for the next "
+    "connect (C11).",
 )
 async def reset_client_certificate(
     tenant_id: TenantIdPath,
     client_id: ClientIdPath,
     app_id: CurrentAppId,
     services: ServicesDep,
+    response: Response,
 ) -> CertificateOut:
     if services.certificates is None:
         raise ServiceUnavailable(
             "Certificates cannot be issued here: the server's certificate authority is not loaded."
         )
     issued = await services.certificates.reset_certificate(app_id, tenant_id, client_id)
-    return CertificateOut(certificate=issued.certificate_pem, key=issued.key_pem, not_after=issued.not_after)
+    response.status_code = 200 if issued.pushed else 202
+    return CertificateOut(
+        certificate=issued.certificate_pem, key=issued.key_pem, not_after=issued.not_after, sent=issued.pushed
+    )

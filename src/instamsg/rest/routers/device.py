@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import Field
 
 from instamsg.domain.errors import ServiceUnavailable
 from instamsg.rest.dependencies import ClientIdPath, CurrentAppId, Services, ServicesDep, TenantIdPath
@@ -83,6 +84,12 @@ class ConfigOut(ResponseModel):
     pending: list[str]
 
 
+class ConfigUpdateOut(ConfigOut):
+    sent: bool = Field(
+        description="False (with status 202) when a changed key waits for the device's next connect."
+    )
+
+
 @router.get(
     _CLIENT_PATH + "/info",
     response_model=InfoOut,
@@ -145,22 +152,29 @@ async def get_client_config(
 
 @router.put(
     _CLIENT_PATH + "/config",
-    response_model=ConfigOut,
-    responses=_CONFIG_ERRORS,
+    response_model=ConfigUpdateOut,
     summary="updateClientConfig",
     description="Merges the keys into the desired config (a null value removes a key) and pushes each "
     "changed key to the device, now if it is online, else on its next connect. The body is "
     '`{"config": {...}}` or the config object itself. Object and array values reach C and Java devices '
-    "as JSON text they cannot parse.",
+    "as JSON text they cannot parse. 202 with `sent` false when the client is offline: the keys stay "
+    "pending and are pushed on its next connect.",
+    responses={
+        **_CONFIG_ERRORS,
+        202: {"model": ConfigUpdateOut, "description": "Pushes wait for the next connect."},
+    },
 )
 async def update_client_config(
     tenant_id: TenantIdPath,
     client_id: ClientIdPath,
     app_id: CurrentAppId,
     services: ServicesDep,
+    response: Response,
     body: Any = Body(..., examples=[{"config": {"PING_REQ_INTERVAL": 120}}]),
 ) -> dict[str, Any]:
-    return await _configs(services).update_config(app_id, tenant_id, client_id, body)
+    state = await _configs(services).update_config(app_id, tenant_id, client_id, body)
+    response.status_code = 200 if state["sent"] else 202
+    return state
 
 
 @router.delete(
