@@ -64,7 +64,7 @@ from instamsg.services.sms import ProvisioningSms
 from instamsg.services.telemetry import TelemetryService
 from instamsg.services.tenants import TenantService
 from instamsg.settings import Settings
-from instamsg.sidechannel.front_door import front_door_class
+from instamsg.sidechannel.front_door import SharedWebSocket, front_door_class
 from instamsg.sidechannel.handlers import SideChannel
 from instamsg.store.activity import ActivityWriter, StoreClientLog, activity_deltas, load_activity_state
 from instamsg.store.file_store import FileStore
@@ -284,7 +284,8 @@ class Platform:
                 host=settings.host,
                 mqtt_port=settings.mqtt_port,
                 mqtts_port=settings.mqtts_port,
-                ws_port=settings.ws_port,
+                # A WS port shared with HTTP is served through the HTTP server's front door (S1).
+                ws_port=None if settings.ws_shares_http_port else settings.ws_port,
                 wss_port=settings.wss_port,
                 ssl_context=ssl_context,
                 wss_ssl_context=wss_ssl_context,
@@ -387,6 +388,8 @@ class Platform:
         )
         await self.files.prepare()
         services = dataclasses.replace(services, files=self.files)
+        # Deleting a client or tenant removes its files' bytes at once, not at the next start-up sweep.
+        services.clients.file_bytes = services.tenants.file_bytes = self.files.file_store
         broker_ports = await self.node.start()
 
         http_port: int | None = None
@@ -402,7 +405,10 @@ class Platform:
             # The front door answers device side-channel requests itself and hands the rest to uvicorn.
             config = uvicorn.Config(
                 api,
-                http=front_door_class(SideChannel(directory, self.files)),
+                http=front_door_class(
+                    SideChannel(directory, self.files),
+                    SharedWebSocket(self.node.accept_websocket) if settings.ws_shares_http_port else None,
+                ),
                 lifespan="off",
                 log_config=None,
                 access_log=False,
@@ -421,6 +427,8 @@ class Platform:
             "http": http_port,
             **{name: broker_ports.get(name) for name in ("mqtt", "mqtts", "ws", "wss")},
         }
+        if settings.ws_shares_http_port:
+            self.ports["ws"] = http_port
         self._write_server_json()
         logger.info(
             "ready %s data_dir=%s",

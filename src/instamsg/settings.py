@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -139,6 +139,25 @@ class Settings(BaseSettings):
         from instamsg.store.database import normalise_database_url
 
         return normalise_database_url(value) if value else None
+
+    @field_validator("mqtt_port", "mqtts_port", "ws_port", "wss_port")
+    @classmethod
+    def _distinct_ports(cls, port: int | None, info: ValidationInfo) -> int | None:
+        """Two listeners cannot bind one port, except WS on the HTTP port (spec S1); 0 (a free port)
+        and off may repeat. Listeners are checked against the ones declared before them."""
+        if not port:
+            return port
+        for earlier in ("http_port", "mqtt_port", "mqtts_port", "ws_port"):
+            if earlier == info.field_name:
+                break
+            if info.data.get(earlier) == port and (earlier, info.field_name) != ("http_port", "ws_port"):
+                raise ValueError(f"port {port} is also {earlier}; only ws_port may equal http_port")
+        return port
+
+    @property
+    def ws_shares_http_port(self) -> bool:
+        """MQTT over WebSocket and HTTP on one port: upgrade requests are MQTT (spec S1, C5)."""
+        return bool(self.ws_port) and self.ws_port == self.http_port
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -72,6 +72,9 @@ async def test_unknown_paths_get_404(side_channel: SideChannelServer) -> None:
     for target in (
         b"/files/00000000-0000-4000-8000-000000000000.fw.bin",
         b"/files/" + file_id.encode() + b".other-name.bin",
+        # An escape that decodes to no UTF-8 text names no file (it used to raise: a 500).
+        b"/files/" + file_id.encode() + b".%ff%fe.bin",
+        b"/files/" + file_id.encode() + b".%25ff",
         b"/files/not-an-id",
         b"/files/",
     ):

@@ -13,6 +13,7 @@ matches spec §6.2 item 5 ("at most once per connection"). Shared subscriptions 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -43,7 +44,7 @@ from instamsg.broker.session import CommitBarrier, Queued, Session
 from instamsg.broker.settings import BrokerSettings
 from instamsg.broker.states import CONNECTED
 from instamsg.broker.timers import TimerWheel
-from instamsg.broker.websocket import websocket_protocol_factory
+from instamsg.broker.websocket import WebSocketServerProtocol, websocket_protocol_factory
 from instamsg.mqtt.packets import Properties
 from instamsg.mqtt.reason_codes import ReasonCode
 
@@ -176,11 +177,7 @@ class BrokerNode:
                     raise ValueError(f"listener {name} needs settings.ssl_context")
                 factory: Callable[[], asyncio.Protocol] = functools.partial(Connection, self, name)
                 if name in ("ws", "wss"):
-                    factory = websocket_protocol_factory(
-                        factory,
-                        max_message_size=settings.max_packet_size + 1024,
-                        http_fallback=settings.ws_http_fallback,
-                    )
+                    factory = self._websocket_factory(name, settings.ws_http_fallback)
                 server = await loop.create_server(
                     factory,
                     settings.host,
@@ -199,6 +196,28 @@ class BrokerNode:
             await self.stop()
             raise
         return dict(self.ports)
+
+    def _websocket_factory(
+        self, listener: str, http_fallback: Callable[[bytes, asyncio.Transport], None] | None = None
+    ) -> Callable[[], WebSocketServerProtocol]:
+        return websocket_protocol_factory(
+            functools.partial(Connection, self, listener),
+            max_message_size=self.settings.max_packet_size + 1024,
+            http_fallback=http_fallback,
+        )
+
+    def accept_websocket(self, transport: asyncio.Transport, received: bytes) -> None:
+        """Serve MQTT over WebSocket, as the "ws" listener, on a connection an HTTP server accepted.
+
+        For a port shared by HTTP and MQTT over WebSocket (spec S1), where `ws_port` is left off:
+        `received` is what the HTTP server read so far, from the first byte of the upgrade request.
+        """
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Set on the broker's own listening sockets, but not on the HTTP server's.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._websocket_factory("ws")().take_over(transport, received)
 
     async def stop(self) -> None:
         """Stop accepting, disconnect every client (MQTT 5: DISCONNECT 0x8B), close."""

@@ -10,7 +10,8 @@ the MQTT code path is the same for TCP, TLS, WS and WSS (spec §3.4):
   ``writelines()`` sends one message per element in a single write on the socket.
 
 A request without ``Upgrade: websocket`` goes to an optional HTTP fallback, so one port can serve
-MQTT over WebSocket and HTTP (spec S1).
+MQTT over WebSocket and HTTP (spec S1); the other way round, an HTTP server that owns the port hands an
+upgrade request it has started reading to ``WebSocketServerProtocol.take_over``.
 """
 
 from __future__ import annotations
@@ -653,6 +654,16 @@ class WebSocketServerProtocol(asyncio.Protocol):
         data = bytes(self._pending)
         self._pending.clear()
         self._inner.data_received(data)
+
+    def take_over(self, transport: asyncio.Transport, received: bytes) -> None:
+        """Serve a connection another server accepted and started reading (one port for HTTP and WS).
+
+        ``received`` is everything read from it so far, from the first byte of the upgrade request.
+        """
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        if received:
+            self.data_received(received)
 
     def _set_inner(self, protocol: asyncio.BaseProtocol) -> None:
         assert isinstance(protocol, asyncio.Protocol)

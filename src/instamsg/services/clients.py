@@ -26,6 +26,7 @@ from instamsg.domain.errors import (
     TenantNotFound,
 )
 from instamsg.domain.tenants import Tenant, client_quota_allows
+from instamsg.services.files import StoredBytes, file_ids_of
 from instamsg.services.ports import DevicePushes, LiveRegistry, OfflinePushes
 from instamsg.services.sms import ProvisioningSms
 from instamsg.store.repositories import clients as client_repository
@@ -58,6 +59,7 @@ class ClientService:
         *,
         auth_token_reset_disconnect_seconds: float = 30.0,
         sms: ProvisioningSms | None = None,
+        file_bytes: StoredBytes | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -65,6 +67,8 @@ class ClientService:
         self.sms = sms if sms is not None else ProvisioningSms()
         self.pushes: DevicePushes = pushes if pushes is not None else OfflinePushes()
         self.auth_token_reset_disconnect_seconds = auth_token_reset_disconnect_seconds
+        # Deleting a client removes its files' bytes at once (the platform wires the file store).
+        self.file_bytes = file_bytes
 
     def state_of(self, client: Client) -> ClientState:
         return client_state(client, online=self.registry.is_online(client.id))
@@ -235,8 +239,11 @@ class ClientService:
         async with self.store.write() as connection:
             tenant = await self._tenant(connection, app_id, tenant_id)
             current = await self._client(connection, tenant, client_id)
+            file_ids = await file_ids_of(connection, client_id=current.id)
             await client_repository.delete_client(connection, current.id)
         self.registry.client_removed(current.id)
+        if self.file_bytes is not None:
+            self.file_bytes.remove_all(file_ids)
         logger.info("client_deleted tenant=%s client=%s", tenant.id, current.id)
 
     async def get_auth_token(self, app_id: str, tenant_id: str, client_id: str) -> str:

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import socket
 import unicodedata
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +32,7 @@ from instamsg.store.repositories import files as file_repository
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories.files import StoredFile
 from instamsg.store.store import Store
+from instamsg.store.tables import client_file
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,33 @@ __all__ = [
     "FileTooLarge",
     "InvalidFilename",
     "MissingFileField",
+    "StoredBytes",
     "StoredFile",
+    "file_ids_of",
     "sanitise_device_filename",
 ]
+
+
+class StoredBytes(Protocol):
+    """Where the bytes of stored files live (the FileStore). Services deleting clients or tenants
+    take it optionally: the CLI wires none, and the start-up sweep then removes the bytes."""
+
+    def remove_all(self, file_ids: Iterable[str]) -> None: ...
+
+
+async def file_ids_of(
+    connection: AsyncConnection, *, client_id: str | None = None, tenant_id: str | None = None
+) -> list[str]:
+    """The file ids of one client's or one tenant's stored files, read before the rows are deleted
+    (by the database cascade) so that their bytes can be removed as well."""
+    if client_id is None and tenant_id is None:
+        raise ValueError("file_ids_of needs a client or a tenant")
+    query = select(client_file.c.file_id)
+    if client_id is not None:
+        query = query.where(client_file.c.client_id == client_id)
+    if tenant_id is not None:
+        query = query.where(client_file.c.tenant_id == tenant_id)
+    return [row[0] for row in await connection.execute(query)]
 
 
 class FileNotFound(NotFound):
@@ -268,7 +294,8 @@ class FileService:
         if stored is None:
             return None
         if encoded_name not in (stored.filename, quote(stored.filename, safe="")) and (
-            unquote(encoded_name, errors="strict") != stored.filename
+            # Undecodable escapes (e.g. %ff) name no stored file: not found, never an error.
+            unquote(encoded_name, errors="replace") != stored.filename
         ):
             return None
         path = self.file_store.path_of(stored.file_id)

@@ -9,6 +9,7 @@ from instamsg.domain import ids
 from instamsg.domain.clock import utc_now
 from instamsg.domain.errors import TenantNotFound
 from instamsg.domain.tenants import Tenant
+from instamsg.services.files import StoredBytes, file_ids_of
 from instamsg.services.ports import LiveRegistry
 from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.store import Store
@@ -19,9 +20,11 @@ TENANT_FIELDS = ("name", "description", "max_clients", "max_messages", "active")
 
 
 class TenantService:
-    def __init__(self, store: Store, registry: LiveRegistry):
+    def __init__(self, store: Store, registry: LiveRegistry, file_bytes: StoredBytes | None = None):
         self.store = store
         self.registry = registry
+        # Deleting a tenant removes its files' bytes at once (the platform wires the file store).
+        self.file_bytes = file_bytes
 
     async def create_tenant(
         self,
@@ -105,6 +108,9 @@ class TenantService:
         async with self.store.write() as connection:
             if await tenant_repository.get_tenant(connection, app_id, canonical) is None:
                 raise TenantNotFound(tenant_id)
+            file_ids = await file_ids_of(connection, tenant_id=canonical)
             await tenant_repository.delete_tenant(connection, canonical)
         self.registry.tenant_removed(canonical)
+        if self.file_bytes is not None:
+            self.file_bytes.remove_all(file_ids)
         logger.info("tenant_deleted app=%s tenant=%s", app_id, canonical)

@@ -5,6 +5,9 @@ door buffers the start of the request; as soon as the bytes show it is not a sid
 REST calls: on the first packet) it creates uvicorn's own protocol for the connection, switches the
 transport to it and replays the buffered bytes, after which uvicorn alone serves the connection. A
 side-channel request is read to the end of its head and answered by `SideChannel`, byte for byte.
+
+On a port shared with MQTT over WebSocket (spec S1) the front door also reads the head of every GET:
+one with `Upgrade: websocket` goes, with the bytes read so far, to the broker's WebSocket listener.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -28,10 +33,19 @@ HEAD_TIMEOUT_SECONDS = 10.0
 LINGER_SECONDS = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class SharedWebSocket:
+    """MQTT over WebSocket on the HTTP port: `accept(transport, received)` takes over an upgrade
+    request, `received` being every byte read from the connection so far."""
+
+    accept: Callable[[asyncio.Transport, bytes], None]
+
+
 class FrontDoor(asyncio.Protocol):
     """Bind with `front_door_class(side_channel)`; uvicorn instantiates it per connection."""
 
     side_channel: ClassVar[SideChannel]
+    shared_websocket: ClassVar[SharedWebSocket | None] = None
     inner_protocol_class: ClassVar[type[asyncio.Protocol]] = AutoHTTPProtocol
     head_timeout: ClassVar[float] = HEAD_TIMEOUT_SECONDS
     linger: ClassVar[float] = LINGER_SECONDS
@@ -57,6 +71,7 @@ class FrontDoor(asyncio.Protocol):
         self._closing = False
         self._eof = False
         self._lost = False
+        self._upgrade_checked = False
 
     # uvicorn's shutdown asks every tracked connection to shut down, then waits for them to go.
     def shutdown(self) -> None:
@@ -76,6 +91,8 @@ class FrontDoor(asyncio.Protocol):
             return
         self._buffer.extend(data)
         if self._route is None:
+            if self._checking_upgrade():
+                return
             decided = http.may_be_side_channel(self._buffer)
             if decided is None:
                 return
@@ -89,11 +106,38 @@ class FrontDoor(asyncio.Protocol):
             self._route = route
         self._read_head()
 
+    def _checking_upgrade(self) -> bool:
+        """True while the head of a GET is incomplete on a port shared with MQTT over WebSocket, and
+        once an upgrade request went to the broker; False when this side serves the request."""
+        shared = self.shared_websocket
+        if shared is None or self._upgrade_checked:
+            return False
+        if not self._buffer.startswith(b"GET "):
+            # An upgrade request is always a GET (RFC 6455 §4.1).
+            self._upgrade_checked = not b"GET ".startswith(self._buffer)
+            return not self._upgrade_checked
+        end = _head_end(self._buffer)[0]
+        if end < 0:
+            if len(self._buffer) <= http.MAX_HEAD_BYTES:
+                return True
+            self._upgrade_checked = True
+            return False  # too large for either: answered as an oversized HTTP request
+        self._upgrade_checked = True
+        upgrade = http.parse_head(bytes(self._buffer[:end])).header("upgrade") or ""
+        if not any(token.strip().lower() == "websocket" for token in upgrade.split(",")):
+            return False
+        assert self._transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server_state.connections.discard(self)
+        self._closing = True  # the broker's protocol owns the transport from here on
+        received = bytes(self._buffer)
+        self._buffer.clear()
+        shared.accept(self._transport, received)
+        return True
+
     def _read_head(self) -> None:
-        end, separator = self._buffer.find(b"\r\n\r\n"), 4
-        bare = self._buffer.find(b"\n\n")
-        if bare >= 0 and (end < 0 or bare < end):
-            end, separator = bare, 2
+        end, separator = _head_end(self._buffer)
         if end < 0:
             if len(self._buffer) > http.MAX_HEAD_BYTES:
                 self._answer_now(http.error_response(400, "Request head too large."))
@@ -204,6 +248,21 @@ class FrontDoor(asyncio.Protocol):
             self._writable.exception()  # marked retrieved: nobody may be waiting
 
 
-def front_door_class(side_channel: SideChannel) -> type[FrontDoor]:
-    """A FrontDoor bound to `side_channel`, to pass to `uvicorn.Config(http=...)`."""
-    return type("BoundFrontDoor", (FrontDoor,), {"side_channel": side_channel})
+def _head_end(buffer: bytearray) -> tuple[int, int]:
+    """Where a request head ends and the length of its blank line (-1 when incomplete); bare LF
+    line ends are tolerated."""
+    end, separator = buffer.find(b"\r\n\r\n"), 4
+    bare = buffer.find(b"\n\n")
+    if bare >= 0 and (end < 0 or bare < end):
+        end, separator = bare, 2
+    return end, separator
+
+
+def front_door_class(
+    side_channel: SideChannel, shared_websocket: SharedWebSocket | None = None
+) -> type[FrontDoor]:
+    """A FrontDoor bound to `side_channel`, to pass to `uvicorn.Config(http=...)`; with
+    `shared_websocket`, upgrade requests on the port are MQTT over WebSocket (spec S1)."""
+    return type(
+        "BoundFrontDoor", (FrontDoor,), {"side_channel": side_channel, "shared_websocket": shared_websocket}
+    )

@@ -99,6 +99,15 @@ class FileStore:
         with contextlib.suppress(FileNotFoundError, ValueError):
             self.path_of(file_id).unlink()
 
+    def remove_all(self, file_ids: Iterable[str]) -> None:
+        """Remove the bytes of files whose rows are already deleted; a failure is only logged, since
+        the start-up sweep removes what is left."""
+        for file_id in file_ids:
+            try:
+                self.remove(file_id)
+            except OSError as error:
+                logger.warning("file_store_remove_failed file_id=%s error=%s", file_id, error)
+
     def sweep(self, known_file_ids: Iterable[str]) -> int:
         """Remove staging leftovers and bytes no stored file refers to; returns how many were removed."""
         self.prepare()
