@@ -526,7 +526,11 @@ class Platform:
             await self.config_sync.close()
         if self.telemetry is not None:
             await self.telemetry.close()
-        await self.flush_meters()
+        try:
+            await self.flush_meters()
+        except Exception:
+            # The store is closed and server.json removed anyway: a stop never hangs on a dead database.
+            logger.exception("meter_flush_failed_at_stop")
         if self.store is not None:
             await self.store.close()
         with contextlib.suppress(FileNotFoundError):
