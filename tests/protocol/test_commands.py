@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import pytest
 
 from instamsg.broker import ClientRecord, Directory, TenantRecord
+from instamsg.broker.message import Message
 from instamsg.protocol.commands import CommandTimeout, ServerCommands
 from instamsg.protocol.files import FileCommandSender
 from instamsg.protocol.plugin import DeviceProtocol
 from instamsg.protocol.routing import install_routing
+from instamsg.protocol.topics import TopicKind
 from tests.support.devices import LegacyDevice, port_of, protocol_node
 
 DEVICE = ("2c0a5d3e-1f6b-4c8e-9a7d-3b5e6f7a8b9c", "device-token")
@@ -133,6 +135,66 @@ async def test_timeout_then_late_reply_is_ignored(setup: Setup, caplog: pytest.L
         await device.expect_no_publish(0.2)
     finally:
         await device.close()
+
+
+async def test_malformed_response_ids_are_unknown_replies_not_handler_failures(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = await connect(setup)
+    uuid = DEVICE[0]
+    try:
+        with caplog.at_level("INFO"):
+            # "²" passes str.isdigit; 5000 digits exceed int()'s limit: both made int() raise.
+            for response_id in ("\u00b2", "9" * 5000):
+                reply = b'{"response_id": "%s", "status": 1}' % response_id.encode()
+                await device.publish(f"instamsg/clients/{uuid}/reply", reply, 1)
+            for _ in range(100):  # bounded wait for both replies to be handled
+                if caplog.text.count("command_reply_late_or_unknown") == 2:
+                    break
+                await asyncio.sleep(0.02)
+        assert caplog.text.count("command_reply_late_or_unknown") == 2
+        assert "device_handler_failed" not in caplog.text
+    finally:
+        await device.close()
+
+
+async def test_a_failing_device_handler_is_logged_throttled_per_kind_and_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    directory = Directory()
+    directory.load(
+        [TenantRecord("tenant-1", active=True, max_messages=1000, messages_used=0)],
+        [ClientRecord(DEVICE[0], "tenant-1", DEVICE[1], (), ())],
+    )
+    calls: list[bytes] = []
+
+    def failing(channel: object, special: object, message: Message) -> None:
+        calls.append(message.payload)
+        raise ValueError("device-triggered failure")
+
+    def install(devices: DeviceProtocol) -> None:
+        install_routing(devices, 3600.0)
+        devices.on_device_message(TopicKind.REPLY, failing)
+
+    async with protocol_node(directory, install=[install]) as (node, _):
+        device = await LegacyDevice.connect(
+            "127.0.0.1", port_of(node, "tcp"), uuid=DEVICE[0], token=DEVICE[1], dialect="c"
+        )
+        try:
+            with caplog.at_level("DEBUG", logger="instamsg.protocol.plugin"):
+                for index in range(3):
+                    await device.publish(f"instamsg/clients/{DEVICE[0]}/reply", b"x%d" % index, 1)
+                for _ in range(100):  # bounded wait for the three messages
+                    if len(calls) == 3:
+                        break
+                    await asyncio.sleep(0.02)
+            assert len(calls) == 3
+            failures = [record for record in caplog.records if "device_handler_failed" in record.getMessage()]
+            warnings = [record for record in failures if record.levelname == "WARNING"]
+            assert len(warnings) == 1 and "device-triggered failure" in warnings[0].getMessage()
+            assert all(record.levelname in ("WARNING", "DEBUG") for record in failures)
+        finally:
+            await device.close()
 
 
 async def test_offline_client_gets_nothing_and_none(setup: Setup) -> None:

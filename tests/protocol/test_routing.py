@@ -226,6 +226,25 @@ async def test_s15_reply_window_defeats_an_earlier_cached_refusal(clients: Devic
     assert node.counters.publishes_denied == 1
 
 
+async def test_s15_a_forged_reply_to_naming_a_third_client_opens_no_window(
+    clients: Devices, node: BrokerNode
+) -> None:
+    sender = await clients.device(SENDER, "c")
+    peer = await clients.device(PEER, "c")
+    third = await clients.device(WILDCARD, "c")
+    # SENDER may publish to PEER only, and names WILDCARD instead of itself as reply_to.
+    await sender.publish(PEER.uuid, envelope("1", WILDCARD.uuid, "hello"), qos=1)
+    await peer.receive(2.0)
+    denied_before = node.counters.publishes_denied
+    ack = await peer.publish(WILDCARD.uuid, b"unsolicited", qos=1)
+    assert ack is not None and ack[:2] == b"\x40\x02"  # still acknowledged (§6.3)
+    assert node.counters.publishes_denied == denied_before + 1
+    await third.expect_no_publish(0.3)
+    # Nor towards the real sender: reply_to did not name it.
+    await peer.publish(SENDER.uuid, b"answer", qos=1)
+    await sender.expect_no_publish(0.3)
+
+
 async def test_s15_reply_window_closes(start: NodeFactory) -> None:
     node, _, routing = await start(reply_window=0.3)
     clients = Devices(node)

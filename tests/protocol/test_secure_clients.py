@@ -235,14 +235,53 @@ async def test_owed_update_cert_push_is_published_on_the_next_connect_and_then_f
     # Legacy B gets updateCert implicitly (C and Java never subscribe), at QoS 1.
     expected = publish_bytes(f"instamsg/clients/{SECURE}/updateCert", payload, qos=1, packet_id=1)
     await client.expect(expected, timeout=5.0)
-    client.send(b"\x40\x02\x00\x01")
     await tls.secure_clients.drain()
+    assert list(tls.records.pushes) == ["push-1"]  # kept until the device acknowledges it
+    client.send(b"\x40\x02\x00\x01")
+    for _ in range(100):  # bounded wait for the PUBACK to be processed
+        await tls.secure_clients.drain()
+        if not tls.records.pushes:
+            break
+        await asyncio.sleep(0.02)
     assert tls.records.pushes == {}
     client.close()
     client = await tls.open(issued[SECURE][0])
     client.send(layout_b(SECURE))
     await client.expect(b"\x20\x02\x00\x00")
     await client.expect_silence(0.3)  # delivered once only
+    client.close()
+
+
+async def test_owed_update_cert_push_never_acknowledged_is_sent_again_on_the_next_connect(
+    tls: Tls, issued: dict[str, list[IssuedCertificate]]
+) -> None:
+    new = issued[SECURE][1]
+    payload = certificate_push_payload(new.certificate_pem, new.key_pem)
+    tls.records.pushes["push-1"] = (SECURE, payload)
+    tls.secure_clients.push_owed(SECURE)
+    expected = publish_bytes(f"instamsg/clients/{SECURE}/updateCert", payload, qos=1, packet_id=1)
+    client = await tls.open(issued[SECURE][0])
+    client.send(layout_b(SECURE))
+    await client.expect(b"\x20\x02\x00\x00")
+    await client.expect(expected, timeout=5.0)
+    client.close()  # gone without a PUBACK: the device may never have stored it
+    for _ in range(100):  # bounded wait for the server to see the connection end
+        if tls.node.channels.get(SECURE) is None:
+            break
+        await asyncio.sleep(0.02)
+    await tls.secure_clients.drain()
+    assert list(tls.records.pushes) == ["push-1"]
+    client = await tls.open(issued[SECURE][0])
+    client.send(layout_b(SECURE))
+    await client.expect(b"\x20\x02\x00\x00")
+    await client.expect(expected, timeout=5.0)  # the same push again
+    client.send(b"\x40\x02\x00\x01")
+    for _ in range(100):  # bounded wait for the PUBACK to be processed
+        await tls.secure_clients.drain()
+        if not tls.records.pushes:
+            break
+        await asyncio.sleep(0.02)
+    assert tls.records.pushes == {}
     client.close()
 
 

@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
 
 from sqlalchemy import insert, select
 
 from instamsg.rest.dependencies import Services
-from instamsg.store.activity import ActivityWriter, StoreClientLog, load_activity_state, sortable_id
+from instamsg.store.activity import (
+    ActivityWriter,
+    StoreClientLog,
+    load_activity_state,
+    sortable_id,
+    warning_kind,
+)
 from instamsg.store.repositories import activity as activity_repository
 from instamsg.store.repositories import traffic as traffic_repository
 from instamsg.store.repositories.traffic import ActivityDelta
@@ -126,7 +135,7 @@ async def test_rows_of_deleted_clients_are_skipped_without_failing_the_batch(
     assert writer.skipped == 3
 
 
-async def test_warn_entries_are_rate_limited_per_client_and_message_per_minute(
+async def test_spec_9_3_warn_entries_are_rate_limited_per_client_and_kind_per_minute(
     store: Store, services: Services
 ) -> None:
     tenant_id, (first, second) = await _clients(services, 2)
@@ -135,8 +144,11 @@ async def test_warn_entries_are_rate_limited_per_client_and_message_per_minute(
     log = StoreClientLog(writer, clock=lambda: now[0])
     log.write(first, tenant_id, "WARN", "publish denied on a/b")
     log.write(first, tenant_id, "WARN", "publish denied on a/b")  # suppressed
-    log.write(first, tenant_id, "WARN", "publish denied on a/c")  # another kind
+    log.write(first, tenant_id, "WARN", "publish denied on a/c")  # the same kind: suppressed
+    log.write(first, tenant_id, "WARN", "subscribe denied on a/b")  # another kind
     log.write(second, tenant_id, "WARN", "publish denied on a/b")  # another client
+    log.write(first, tenant_id, "WARN", "policy x", kind="policy")  # an explicit kind
+    log.write(first, tenant_id, "WARN", "policy y", kind="policy")  # suppressed
     log.write(first, tenant_id, "INFO", "connect")
     log.write(first, tenant_id, "INFO", "connect")  # INFO is never limited
     log.write(first, tenant_id, "WARN", "line from the device", creator="client")
@@ -144,22 +156,133 @@ async def test_warn_entries_are_rate_limited_per_client_and_message_per_minute(
     now[0] += 59.9
     log.write(first, tenant_id, "WARN", "publish denied on a/b")  # still suppressed
     now[0] += 0.2
-    log.write(first, tenant_id, "WARN", "publish denied on a/b")  # a minute later: written
+    log.write(first, tenant_id, "WARN", "publish denied on a/d")  # a minute later: written
     await writer.close()
     async with store.read() as connection:
         rows = (await connection.execute(select(client_log).order_by(client_log.c.id))).mappings().all()
     assert [(row["client_id"] == first, row["level"], row["message"]) for row in rows] == [
         (True, "WARN", "publish denied on a/b"),
-        (True, "WARN", "publish denied on a/c"),
+        (True, "WARN", "subscribe denied on a/b"),
         (False, "WARN", "publish denied on a/b"),
+        (True, "WARN", "policy x"),
         (True, "INFO", "connect"),
         (True, "INFO", "connect"),
         (True, "WARN", "line from the device"),
         (True, "WARN", "line from the device"),
-        (True, "WARN", "publish denied on a/b"),
+        (True, "WARN", "publish denied on a/d"),
     ]
-    assert log.suppressed == 2
-    assert {row["creator"] for row in rows[:5]} == {"InstaMsg"}
+    assert log.suppressed == 4
+    assert {row["creator"] for row in rows[:6]} == {"InstaMsg"}
+
+
+def test_warn_kind_is_the_first_words_without_the_subject() -> None:
+    assert warning_kind("publish denied on some/topic") == "publish denied on"
+    assert warning_kind("subscribe denied on abc") == "subscribe denied on"
+    assert warning_kind("unknown_peer: 9d9d9d9d-0000-4000-8000-000000000004") == "unknown_peer"
+    assert warning_kind("connect refused (bad credentials)") == "connect refused"
+    assert warning_kind("keep-alive timeout") == "keep-alive timeout"
+
+
+class _RecordedLines:
+    """Stands for the writer: what the client log hands on, without a database."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[object, ...]] = []
+
+    def log(self, *entry: object) -> None:
+        self.lines.append(entry)
+
+
+def test_warn_limiter_stays_bounded_when_devices_name_ever_new_topics() -> None:
+    recorded = _RecordedLines()
+    now = [1000.0]
+    log = StoreClientLog(cast(ActivityWriter, recorded), clock=lambda: now[0], max_tracked=100)
+    for index in range(5000):
+        log.write("denied-client", "t", "WARN", f"publish denied on topic/{index}")
+    assert len(recorded.lines) == 1  # one per client and kind per minute
+    assert log.suppressed == 4999
+    for index in range(5000):
+        log.write(f"client-{index}", "t", "WARN", f"subscribe denied on filter/{index}")
+    assert log.tracked == 100  # the pairs warned longest ago are forgotten first
+    assert len(recorded.lines) == 5001
+    log.write("client-4999", "t", "WARN", "subscribe denied on filter/again")
+    assert len(recorded.lines) == 5001  # a tracked pair is still limited
+
+
+# ---- device text and refused rows (PostgreSQL refuses NUL in text) ---------------------------------
+
+
+async def test_device_text_with_nul_is_stored_with_u_fffd_and_blocks_nobody(
+    store: Store, services: Services
+) -> None:
+    tenant_id, (talker, innocent) = await _clients(services, 2)
+    writer = ActivityWriter(store, flush_interval=0.01, retry_delay=0.01)
+    StoreClientLog(writer).write(talker, tenant_id, "INFO", "hello\x00world", creator="client")
+    writer.log(innocent, tenant_id, "INFO", "innocent line", "client")
+    session_id = writer.open_session({**_session_row(talker, tenant_id), "client_identifier": "id\x00"})
+    await writer.flush()
+    writer.update_session(talker, session_id, {"data": {"ssid\x00": "net\x00work"}})
+    writer.set_device_state(talker, {"session": {"imei": "1\x002"}})
+    await asyncio.wait_for(writer.close(), timeout=10)
+    async with store.read() as connection:
+        logs = (await connection.execute(select(client_log).order_by(client_log.c.id))).mappings().all()
+        session = (await connection.execute(select(client_session))).mappings().one()
+        state = (await connection.execute(select(client_device_state))).mappings().one()
+    assert [row["message"] for row in logs] == ["hello\ufffdworld", "innocent line"]
+    assert session["client_identifier"] == "id\ufffd"
+    assert session["data"] == {"ssid\ufffd": "net\ufffdwork"}
+    assert state["session"] == {"imei": "1\ufffd2"}
+    assert (writer.failed_flushes, writer.refused) == (0, 0)
+
+
+async def test_a_refused_operation_is_dropped_alone_and_close_returns(
+    store: Store, services: Services
+) -> None:
+    tenant_id, (first, second) = await _clients(services, 2)
+    writer = ActivityWriter(store, flush_interval=60, retry_delay=0.01)
+    writer.log(first, tenant_id, "INFO", "before", "client")
+    # A NOT NULL column without a value: every database refuses this row, batch after batch.
+    writer.open_session({**_session_row(second, tenant_id), "connect_time": None})
+    writer.log(second, tenant_id, "INFO", "after", "client")
+    await asyncio.wait_for(writer.close(), timeout=10)
+    async with store.read() as connection:
+        logs = (await connection.execute(select(client_log).order_by(client_log.c.id))).mappings().all()
+        sessions = (await connection.execute(select(client_session))).mappings().all()
+    assert [row["message"] for row in logs] == ["before", "after"]
+    assert sessions == []
+    assert (writer.refused, writer.pending, writer.failed_flushes) == (1, 0, 1)
+
+
+async def test_close_gives_up_after_its_attempts_while_the_database_is_down(tmp_path: Path) -> None:
+    # A database file in a directory that does not exist: every connection fails.
+    unreachable = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    writer = ActivityWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
+    writer.log("c", "t", "INFO", "never stored")
+    writer.update_client("c", {"last_connect_at": T0})
+    try:
+        await asyncio.wait_for(writer.close(), timeout=10)
+    finally:
+        await unreachable.close()
+    assert (writer.lost, writer.pending) == (2, 0)
+
+
+async def test_a_flush_writes_at_most_max_batch_operations_per_transaction(
+    store: Store, services: Services
+) -> None:
+    tenant_id, (device,) = await _clients(services, 1)
+    writer = ActivityWriter(store, flush_interval=60, max_batch=2)
+    for index in range(5):
+        writer.log(device, tenant_id, "INFO", f"line {index}", "client")
+    session_id = writer.open_session(_session_row(device, tenant_id))
+    writer.update_session(device, session_id, {"disconnect_reason": "client_disconnect"})
+    await writer.flush()
+    async with store.read() as connection:
+        logs = (await connection.execute(select(client_log).order_by(client_log.c.id))).mappings().all()
+        session = (await connection.execute(select(client_session))).mappings().one()
+    assert [row["message"] for row in logs] == [f"line {index}" for index in range(5)]
+    assert session["disconnect_reason"] == "client_disconnect"
+    assert (writer.flushes, writer.pending) == (3, 0)
+    await writer.close()
 
 
 def test_sortable_ids_sort_in_creation_order() -> None:

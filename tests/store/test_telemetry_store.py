@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from instamsg.domain.clock import utc_now
@@ -120,6 +122,34 @@ async def test_an_entry_the_database_refuses_does_not_block_the_others(
             after=None,
         )
     assert [row["imei"] for row in rows] == ["1", "3"]
+
+
+async def test_close_gives_up_after_its_attempts_while_the_database_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database file in a directory that does not exist: every connection fails.
+    unreachable = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    writer = TelemetryWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
+    writer.append_network(network_log_row("c", "t", "t", {"imei": "1"}, utc_now()))
+    writer.append_info("c", {"model": "x"}, utc_now(), C_FACTS)
+    try:
+        await asyncio.wait_for(writer.close(), timeout=10)
+    finally:
+        await unreachable.close()
+    assert (writer.lost_entries, writer.pending) == (2, 0)
+    assert any("telemetry_entries_lost entries=2" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_flush_writes_at_most_max_batch_entries_per_transaction(
+    store: Store, services: Services
+) -> None:
+    _, tenant_id, client_id = await _client(services)
+    writer = TelemetryWriter(store, flush_interval=60, max_batch=2)
+    for imei in "12345":
+        writer.append_network(network_log_row(client_id, tenant_id, "t", {"imei": imei}, utc_now()))
+    await writer.flush()
+    assert (writer.flushes, writer.pending) == (3, 0)
+    await writer.close()
 
 
 async def test_device_text_with_nul_is_stored(store: Store, services: Services) -> None:

@@ -296,6 +296,8 @@ class ClientActivity:
     # ---- refusals ----------------------------------------------------------------------------------
 
     def _denied(self, channel: Channel, topic: str, reason_code: int) -> None:
+        # The subject comes after the words naming the kind: the log rate-limits the kind (§9.3),
+        # so a device naming ever-new topics does not get ever-new entries.
         if reason_code == ReasonCode.QUOTA_EXCEEDED:
             message = "tenant message quota exceeded"
         elif reason_code == ReasonCode.TOPIC_NAME_INVALID:

@@ -47,10 +47,17 @@ class CommandReply:
         return status == 1 or (isinstance(status, str) and status.strip() == "1")
 
 
+# Our ids have at most 5 digits; a device may pad them, but not to thousands of digits.
+MAX_ID_DIGITS = 10
+
+
 def _correlation_id(identifier: str) -> str:
-    # C formats ids back from an atoi'd int, so "007" and "7" are the same command.
+    # C formats ids back from an atoi'd int, so "007" and "7" are the same command. ASCII digits only:
+    # `isdigit` also accepts "²", which `int` refuses.
     text = identifier.strip()
-    return str(int(text)) if text.isdigit() else text
+    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
+        return str(int(text))
+    return text
 
 
 class ServerCommands:
@@ -121,7 +128,7 @@ class ServerCommands:
         key = (client_uuid.lower(), _correlation_id(envelope.response_id))
         future = self._pending.pop(key, None)
         if future is None or future.done():
-            logger.info("command_reply_late_or_unknown client=%s response_id=%s", key[0], key[1])
+            logger.info("command_reply_late_or_unknown client=%s response_id=%.64s", key[0], key[1])
             return
         future.set_result(CommandReply(envelope, payload))
 

@@ -58,9 +58,17 @@ class DeviceProtocol:
         for handler in self._handlers.get(special.kind, ()):
             try:
                 handler(channel, special, message)
-            except Exception:
-                # Nothing a device sends may harm the server: a failing handler is logged, never raised.
-                logger.exception("device_handler_failed kind=%s client=%s", special.kind, channel.client_uuid)
+            except Exception as error:
+                # Nothing a device sends may harm the server: a failing handler is logged, never raised,
+                # and throttled, since the same device can repeat the message at will.
+                self.node.throttled_warning(
+                    ("device_handler_failed", special.kind, channel.client_uuid),
+                    "device_handler_failed kind=%s client=%s error=%r",
+                    special.kind,
+                    channel.client_uuid,
+                    error,
+                )
+                logger.debug("device_handler_failed kind=%s", special.kind, exc_info=True)
         return Stop(None)
 
     def push(self, client_uuid: str, kind: TopicKind, payload: bytes, qos: int = 1) -> bool:

@@ -11,7 +11,9 @@ topic catalogue or per-client state, and fails closed:
 - publish to any other `instamsg/` topic: denied (§6.2 item 4);
 - p2p (a UUID topic): loopback, an exact `pub_topics` entry (case-insensitive; wildcards never grant
   p2p, C9), or the reply window of S15: a client that received a p2p message may publish to that
-  message's `reply_to` peer for `reply_window` seconds without an entry;
+  message's `reply_to` peer for `reply_window` seconds without an entry, provided `reply_to` names
+  the message's publisher (a forged `reply_to` opens nothing; control-plane messages without a
+  publisher keep their `reply_to`);
 - subscribe to an `instamsg/` filter outside the client's own namespace: only an exact watcher entry
   naming a device→server topic of a client of the same tenant (§6.3).
 
@@ -132,7 +134,8 @@ class Routing:
         return grant is not None and grant.expires_at > self.node.wheel.now()
 
     def delivered(self, client_uuid: str, message: Message) -> None:
-        """A p2p message reached `client_uuid`: open the reply window towards its `reply_to`."""
+        """A p2p message reached `client_uuid`: open the reply window towards its `reply_to`, when that
+        is the message's publisher."""
         if self.reply_window <= 0 or not is_uuid(message.topic):
             return
         payload = message.payload
@@ -143,6 +146,11 @@ class Routing:
             return
         peer = reply_to.strip().lower()
         if not is_uuid(peer) or peer == client_uuid:
+            return
+        publisher = message.publisher_uuid
+        if publisher is not None and peer != publisher.lower():
+            # The publisher writes `reply_to`: naming anyone but itself would let it open a channel
+            # from the recipient to a third client (every genuine library names itself, §7.1).
             return
         self.grant(client_uuid, peer)
 

@@ -6,7 +6,9 @@ The broker core already refuses a certificate whose CN is not the client's UUID 
 without a certificate on the TLS listener. Here: a certificate whose serial is revoked is refused with
 code 5; a `pending` certificate (from reset_certificate) becomes `active` on its first successful use
 and revokes the client's other certificates; a certificate issued by provisioning replaces the others
-at once. The statuses are held in memory for the CONNECT path and written to storage in tasks.
+at once. The statuses are held in memory for the CONNECT path and written to storage in tasks. An owed
+push is forgotten only when the device acknowledges it (PUBACK); one still unacknowledged when the
+device disconnects is sent again on its next connect.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from instamsg.mqtt.packets import Connect
 from instamsg.mqtt.reason_codes import ReasonCode
 from instamsg.pki import IssuedCertificate
 from instamsg.protocol.identity import resolve_uuid
-from instamsg.protocol.topics import TopicKind
+from instamsg.protocol.topics import TopicKind, client_topic
 
 if TYPE_CHECKING:
     from instamsg.broker.channel import Channel
+    from instamsg.broker.message import Message
     from instamsg.protocol.plugin import DeviceProtocol
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ class SecureClients:
         self._statuses: dict[str, tuple[str, str]] = {}  # serial → (client id, status)
         self._serials: dict[str, set[str]] = {}  # client id → its serials
         self._owed_pushes: set[str] = set()  # clients with an updateCert push waiting for their connect
+        # Owed pushes sent but not yet acknowledged: client id → payload → push id.
+        self._unacknowledged: dict[str, dict[bytes, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
@@ -82,6 +87,8 @@ class SecureClients:
         # Before the identity hooks: a revoked certificate must win over any later resolution.
         hooks.add(HookPoint.CLIENT_AUTHENTICATE, self.on_authenticate, Priority.HIGH)
         hooks.add(HookPoint.CLIENT_CONNECTED, self.on_connected, Priority.NORMAL)
+        hooks.add(HookPoint.CLIENT_DISCONNECTED, self.on_disconnected, Priority.NORMAL)
+        hooks.add(HookPoint.MESSAGE_ACKED, self.on_acked, Priority.NORMAL)
 
     # ---- in-memory statuses ----------------------------------------------------------------------
 
@@ -151,6 +158,35 @@ class SecureClients:
             self._owed_pushes.discard(client_id)
             self._spawn(self._deliver_owed_pushes(client_id))
 
+    def on_disconnected(self, channel: Channel, reason: str) -> None:
+        # Sent but never acknowledged (dropped from a push queue, or lost with a clean session): the
+        # stored rows are still there, so the next connect sends them again.
+        client_id = channel.client_uuid
+        if not self._unacknowledged.pop(client_id, None) or self.records is None:
+            return
+        current = self.devices.node.channels.get(client_id)
+        if current is not None and current is not channel:
+            # Taken over by a connection that is already up: it gets them now.
+            self._spawn(self._deliver_owed_pushes(client_id))
+        else:
+            self._owed_pushes.add(client_id)
+
+    def on_acked(self, client_uuid: str, message: Message) -> None:
+        # Every acknowledged delivery of the node passes here: the cheapest test comes first.
+        if not self._unacknowledged:
+            return
+        waiting = self._unacknowledged.get(client_uuid)
+        if waiting is None or message.topic != client_topic(client_uuid, TopicKind.UPDATE_CERT):
+            return
+        push_id = waiting.pop(message.payload, None)
+        if push_id is None:
+            return
+        if not waiting:
+            del self._unacknowledged[client_uuid]
+        assert self.records is not None
+        logger.info("certificate_push_delivered client=%s", client_uuid)
+        self._spawn(self.records.delete_pending_push(push_id))
+
     async def _deliver_owed_pushes(self, client_id: str) -> None:
         assert self.records is not None
         kind = TopicKind.UPDATE_CERT
@@ -158,8 +194,9 @@ class SecureClients:
             if not self.devices.push(client_id, kind, payload, 1):
                 self._owed_pushes.add(client_id)  # gone again: try on the next connect
                 return
-            await self.records.delete_pending_push(push_id)
-            logger.info("certificate_push_delivered client=%s", client_id)
+            # Handed over is not delivered: the row is deleted when the device acknowledges it.
+            self._unacknowledged.setdefault(client_id, {})[payload] = push_id
+            logger.info("certificate_push_sent client=%s", client_id)
 
     # ---- tasks -----------------------------------------------------------------------------------
 

@@ -1,11 +1,14 @@
 """Batched writes of client activity from the broker's hot path: log entries, session records, the
 client's connect times and its latest session payload (spec §2.4.5, §9, §11.4).
 
-The broker side calls the synchronous methods; each only records an operation. A flush task writes
-everything pending in one transaction, in the order recorded (a session is inserted before it is
+The broker side calls the synchronous methods; each only records an operation, its text made storable
+first (device text may hold NUL, which PostgreSQL refuses). A flush task writes the pending operations
+in transactions of at most `max_batch`, in the order recorded (a session is inserted before it is
 updated, whether both wait in the same batch or not), at most every `flush_interval` seconds or as
-soon as `max_batch` operations wait. Operations on clients deleted meanwhile are skipped.
-`close()` flushes what is left on graceful shutdown, like the message history writer.
+soon as `max_batch` operations wait. Operations on clients deleted meanwhile are skipped. A batch the
+database refuses while it still answers is written one operation at a time, and only the refused
+operations are dropped. `close()` flushes what is left on graceful shutdown, like the message history
+writer, and gives up after `close_attempts` failures.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
+
+from sqlalchemy import select
 
 from instamsg.domain.clock import utc_now
 from instamsg.protocol.ports import CREATOR_SERVER
@@ -33,13 +40,34 @@ _SESSION_UPDATE: Final = "session_update"
 _CLIENT_UPDATE: Final = "client_update"
 _DEVICE_STATE: Final = "device_state"
 
+# NUL and lone surrogates: PostgreSQL text refuses the first, UTF-8 cannot encode the second.
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
 _sequence = itertools.count()
+
+Operation = tuple[str, str, Any]
 
 
 def sortable_id() -> str:
     """A 36-character id that sorts by creation (microseconds, then a process counter): rows written
     within one millisecond keep their order in the (time, id) listings."""
     return f"{time.time_ns() // 1000:016x}-{next(_sequence) & 0xFFFFFFFF:08x}-{secrets.token_hex(5)}"
+
+
+def storable_text(text: str) -> str:
+    """`text` with every character a database text column refuses replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def storable(value: Any) -> Any:
+    """A column value (text, or JSON of dicts and lists) with its text, keys included, made storable."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 class ActivityWriter:
@@ -50,21 +78,30 @@ class ActivityWriter:
         flush_interval: float = 0.1,
         max_batch: int = 1000,
         max_pending: int = 100_000,
+        retry_delay: float = 0.5,
+        close_attempts: int = 3,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         # Bounds memory while the database is unreachable; operations beyond it are counted and dropped.
         self.max_pending = max_pending
+        self.retry_delay = retry_delay
+        self.close_attempts = close_attempts
         self.dropped = 0
+        self.refused = 0
+        self.lost = 0
         self.skipped = 0
         self.flushes = 0
         self.failed_flushes = 0
-        self._pending: list[tuple[str, str, Any]] = []
+        self._pending: list[Operation] = []
         # Session rows not yet taken by a flush: later updates are merged into them directly.
         self._unwritten_sessions: dict[str, dict[str, Any]] = {}
         self._flush_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
+        # One flush at a time (the task's, or a caller's): batches commit in the order recorded.
+        self._flush_lock = asyncio.Lock()
 
     # ---- recording (synchronous) -------------------------------------------------------------------
 
@@ -79,20 +116,22 @@ class ActivityWriter:
                 "client_id": client_id,
                 "tenant_id": tenant_id,
                 "time": utc_now(),
-                "level": level,
-                "creator": creator,
-                "message": message,
+                "level": storable_text(level),
+                "creator": storable_text(creator),
+                "message": storable_text(message),
             },
         )
 
     def open_session(self, row: dict[str, Any]) -> str:
         """Insert a `client_session` row; returns its new id, for later updates."""
+        row = storable(row)
         row["id"] = session_id = sortable_id()
         if self._record(_SESSION_OPEN, row["client_id"], row):
             self._unwritten_sessions[session_id] = row
         return session_id
 
     def update_session(self, client_id: str, session_id: str, values: dict[str, Any]) -> None:
+        values = storable(values)
         unwritten = self._unwritten_sessions.get(session_id)
         if unwritten is not None:
             unwritten.update(values)
@@ -100,11 +139,11 @@ class ActivityWriter:
         self._record(_SESSION_UPDATE, client_id, (session_id, values))
 
     def update_client(self, client_id: str, values: dict[str, Any]) -> None:
-        self._record(_CLIENT_UPDATE, client_id, values)
+        self._record(_CLIENT_UPDATE, client_id, storable(values))
 
     def set_device_state(self, client_id: str, values: dict[str, Any]) -> None:
         """Upsert these `client_device_state` columns only."""
-        self._record(_DEVICE_STATE, client_id, values)
+        self._record(_DEVICE_STATE, client_id, storable(values))
 
     def _record(self, kind: str, client_id: str, operation: Any) -> bool:
         if len(self._pending) >= self.max_pending:
@@ -137,28 +176,83 @@ class ActivityWriter:
                     pass
             self._wake.clear()
             await self.flush()
+            if self._closing:
+                return  # `close()` takes over, with a bounded number of attempts
 
     async def flush(self) -> None:
-        """Write everything pending in one transaction."""
-        operations, self._pending = self._pending, []
+        """Write everything pending, `max_batch` operations per transaction; stops at a failure."""
+        while self._pending and await self._flush_once():
+            pass
+
+    async def _flush_once(self) -> bool:
+        """Write up to `max_batch` of the oldest operations in one transaction. False when they could
+        not be written and were put back (the database does not answer), after `retry_delay`."""
+        async with self._flush_lock:
+            return await self._flush_batch()
+
+    async def _flush_batch(self) -> bool:
+        # A bounded transaction keeps the database's write lock short for the other writers.
+        operations = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
         if not operations:
-            return
+            return True
         # From here on, updates of these sessions must follow their insert as separate operations.
-        self._unwritten_sessions = {}
+        for kind, _, operation in operations:
+            if kind == _SESSION_OPEN:
+                self._unwritten_sessions.pop(operation["id"], None)
         try:
             await self._write(operations)
         except BaseException as error:
-            # Keep the operations, also when cancelled; anything recorded meanwhile comes after them.
-            self._pending[:0] = operations
             if not isinstance(error, Exception):
+                # Keep the operations when cancelled; anything recorded meanwhile comes after them.
+                self._pending[:0] = operations
                 raise
             self.failed_flushes += 1
             logger.exception("activity_flush_failed operations=%d", len(operations))
-            await asyncio.sleep(max(self.flush_interval, 0.5))
-            return
+            if await self._database_answers():
+                await self._write_one_by_one(operations)
+                return True
+            self._pending[:0] = operations
+            await asyncio.sleep(max(self.flush_interval, self.retry_delay))
+            return False
         self.flushes += 1
+        return True
 
-    async def _write(self, operations: list[tuple[str, str, Any]]) -> None:
+    async def _write_one_by_one(self, operations: list[Operation]) -> None:
+        """A batch failed while the database answers: write each operation alone, in order, so that one
+        the database refuses cannot block the others forever. The refused ones are dropped and counted."""
+        refused = 0
+        for index, operation in enumerate(operations):
+            try:
+                await self._write([operation])
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    self._pending[:0] = operations[index:]
+                    raise
+                if not await self._database_answers():
+                    # Gone meanwhile: not a refusal. The rest waits for the next attempt.
+                    self._pending[:0] = operations[index:]
+                    break
+                refused += 1
+                logger.warning(
+                    "activity_operation_refused kind=%s client=%s error=%.300s",
+                    operation[0],
+                    operation[1],
+                    error,
+                )
+        if refused:
+            self.refused += refused
+            logger.error("activity_rows_refused dropped=%d total=%d", refused, self.refused)
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.store.read() as connection:
+                await connection.execute(select(1))
+        except Exception:
+            return False
+        return True
+
+    async def _write(self, operations: list[Operation]) -> None:
         async with self.store.write() as connection:
             existing = await activity_repository.existing_clients(
                 connection, {client_id for _, client_id, _ in operations}
@@ -192,21 +286,34 @@ class ActivityWriter:
             await write_inserts()
 
     async def close(self) -> None:
-        """Flush what is pending; called on graceful shutdown."""
-        if self._flush_task is not None and not self._flush_task.done():
-            # Never cancel a flush in progress: its transaction may be committing.
-            self._wake.set()
-            await self._flush_task
-        while self._pending:
-            await self.flush()
+        """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failed
+        transactions (the database does not answer): shutdown must not wait for it forever."""
+        self._closing = True
+        try:
+            if self._flush_task is not None and not self._flush_task.done():
+                # Never cancel a flush in progress: its transaction may be committing.
+                self._wake.set()
+                await self._flush_task
+            failures = 0
+            while self._pending and failures < self.close_attempts:
+                if not await self._flush_once():
+                    failures += 1
+            if self._pending:
+                self.lost += len(self._pending)
+                logger.error("activity_rows_lost operations=%d", len(self._pending))
+                self._pending.clear()
+                self._unwritten_sessions.clear()
+        finally:
+            self._closing = False
 
 
 class StoreClientLog:
     """The `ClientLog` of the device protocol, written through an `ActivityWriter` (spec §9.2, §9.3).
 
-    Identical WARN entries of the server are kept to one per client and message per `warn_interval`
-    seconds (§9.3: one per client and kind per minute); the message names the kind and its subject
-    (a denied topic, say), so distinct topics are separate kinds.
+    WARN entries of the server are kept to one per client and kind per `warn_interval` seconds (§9.3).
+    The kind is the caller's `kind`, or else the first words of the message ("publish denied on" of
+    "publish denied on a/b"): a device cannot open a new kind by naming a new topic. At most
+    `max_tracked` (client, kind) pairs are remembered; the one warned longest ago is forgotten first.
     """
 
     def __init__(
@@ -215,36 +322,63 @@ class StoreClientLog:
         *,
         warn_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        max_tracked: int = 100_000,
+        max_tracked: int = 10_000,
     ) -> None:
         self.writer = writer
         self.warn_interval = warn_interval
         self.clock = clock
         self.max_tracked = max_tracked
         self.suppressed = 0
-        self._last_warning: dict[tuple[str, str], float] = {}
+        # (client, kind) → when its last WARN was written, the oldest first.
+        self._last_warning: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    @property
+    def tracked(self) -> int:
+        """How many (client, kind) pairs the rate limiter remembers."""
+        return len(self._last_warning)
 
     def write(
-        self, client_id: str, tenant_id: str, level: str, message: str, *, creator: str = CREATOR_SERVER
+        self,
+        client_id: str,
+        tenant_id: str,
+        level: str,
+        message: str,
+        *,
+        creator: str = CREATOR_SERVER,
+        kind: str | None = None,
     ) -> None:
-        if level == "WARN" and creator == CREATOR_SERVER and not self._warning_allowed(client_id, message):
+        if (
+            level == "WARN"
+            and creator == CREATOR_SERVER
+            and not self._warning_allowed(client_id, kind or warning_kind(message))
+        ):
             self.suppressed += 1
             return
         self.writer.log(client_id, tenant_id, level, message, creator)
 
-    def _warning_allowed(self, client_id: str, message: str) -> bool:
+    def _warning_allowed(self, client_id: str, kind: str) -> bool:
         now = self.clock()
-        key = (client_id, message)
-        last = self._last_warning.get(key)
+        key = (client_id, kind)
+        tracked = self._last_warning
+        last = tracked.get(key)
         if last is not None and now - last < self.warn_interval:
             return False
-        if len(self._last_warning) >= self.max_tracked:
-            horizon = now - self.warn_interval
-            self._last_warning = {
-                tracked: moment for tracked, moment in self._last_warning.items() if moment > horizon
-            }
-        self._last_warning[key] = now
+        tracked[key] = now
+        tracked.move_to_end(key)
+        if len(tracked) > self.max_tracked:
+            tracked.popitem(last=False)
         return True
+
+
+# Up to three leading words of letters, digits, `_` and `-`: "publish denied on", "unknown_peer".
+_KIND_WORDS: Final = re.compile(r"[^\W\d][\w-]*(?: [^\W\d][\w-]*){0,2}")
+MAX_KIND_LENGTH: Final = 48
+
+
+def warning_kind(message: str) -> str:
+    """The kind of a WARN message for rate limiting: its first words, without the subject after them."""
+    words = _KIND_WORDS.match(message)
+    return (words.group() if words is not None else message)[:MAX_KIND_LENGTH]
 
 
 HourlyCounts = dict[tuple[str, datetime], list[int]]

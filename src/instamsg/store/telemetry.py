@@ -1,10 +1,11 @@
 """The batched writer of device telemetry from the broker's hot path (spec §11.4, C18).
 
 Handlers call `append_network` and `append_info` synchronously; they only record the entry. A flush task
-the writer owns writes everything pending in one transaction, at most every `flush_interval` seconds (or
-as soon as `max_batch` entries wait): network-log rows are inserted, and each client's device state gets
-its latest network report and its info merged from every info/metadata report, in arrival order. Entries
-of clients deleted meanwhile are skipped. `close()` flushes what is left on graceful shutdown.
+the writer owns writes what is pending in transactions of at most `max_batch` entries, at most every
+`flush_interval` seconds (or as soon as `max_batch` entries wait): network-log rows are inserted, and
+each client's device state gets its latest network report and its info merged from every info/metadata
+report, in arrival order. Entries of clients deleted meanwhile are skipped. `close()` flushes what is
+left on graceful shutdown and gives up after `close_attempts` failures.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class TelemetryWriter:
         flush_interval: float = 0.05,
         max_batch: int = 1000,
         max_pending: int = 100_000,
+        retry_delay: float = 0.5,
+        close_attempts: int = 3,
     ):
         self.store = store
         self.detect_library = detect_library
@@ -88,13 +91,19 @@ class TelemetryWriter:
         self.max_batch = max_batch
         # Bounds memory while the database is unreachable; entries beyond it are counted and dropped.
         self.max_pending = max_pending
+        self.retry_delay = retry_delay
+        self.close_attempts = close_attempts
         self.dropped_entries = 0
+        self.lost_entries = 0
         self.skipped_entries = 0
         self.flushes = 0
         self.failed_flushes = 0
         self._pending: list[InfoReport | NetworkReport] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
+        # One flush at a time (the task's, or a caller's): batches commit in the order recorded.
+        self._flush_lock = asyncio.Lock()
 
     @property
     def pending(self) -> int:
@@ -134,12 +143,26 @@ class TelemetryWriter:
                     pass
             self._wake.clear()
             await self.flush()
+            if self._closing:
+                return  # `close()` takes over, with a bounded number of attempts
 
     async def flush(self) -> None:
-        """Write everything pending in one transaction."""
-        entries, self._pending = self._pending, []
-        if not entries:
-            return
+        """Write everything pending, `max_batch` entries per transaction; stops at a failure."""
+        while self._pending and await self._flush_once():
+            pass
+
+    async def _flush_once(self) -> bool:
+        """Write up to `max_batch` of the oldest entries in one transaction. False when they could not
+        be written and were put back (the database does not answer), after `retry_delay`."""
+        async with self._flush_lock:
+            # A bounded transaction keeps the database's write lock short for the other writers.
+            entries = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            if not entries:
+                return True
+            return await self._flush_entries(entries)
+
+    async def _flush_entries(self, entries: list[InfoReport | NetworkReport]) -> bool:
         try:
             await self._write(entries)
         except BaseException as error:
@@ -151,11 +174,12 @@ class TelemetryWriter:
             logger.exception("telemetry_flush_failed entries=%d", len(entries))
             if await self._database_answers():
                 await self._write_one_by_one(entries)
-            else:
-                self._pending[:0] = entries
-                await asyncio.sleep(max(self.flush_interval, 0.5))
-            return
+                return True
+            self._pending[:0] = entries
+            await asyncio.sleep(max(self.flush_interval, self.retry_delay))
+            return False
         self.flushes += 1
+        return True
 
     async def _write_one_by_one(self, entries: list[InfoReport | NetworkReport]) -> None:
         """A batch failed while the database answers: write each entry alone, so that one entry the
@@ -227,10 +251,21 @@ class TelemetryWriter:
         return True
 
     async def close(self) -> None:
-        """Flush what is pending; called on graceful shutdown."""
-        if self._flush_task is not None and not self._flush_task.done():
-            # Never cancel a flush in progress: its transaction may be committing.
-            self._wake.set()
-            await self._flush_task
-        while self._pending:
-            await self.flush()
+        """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failed
+        transactions (the database does not answer): shutdown must not wait for it forever."""
+        self._closing = True
+        try:
+            if self._flush_task is not None and not self._flush_task.done():
+                # Never cancel a flush in progress: its transaction may be committing.
+                self._wake.set()
+                await self._flush_task
+            failures = 0
+            while self._pending and failures < self.close_attempts:
+                if not await self._flush_once():
+                    failures += 1
+            if self._pending:
+                self.lost_entries += len(self._pending)
+                logger.error("telemetry_entries_lost entries=%d", len(self._pending))
+                self._pending.clear()
+        finally:
+            self._closing = False
