@@ -5,8 +5,10 @@
     python scripts/unasync.py --check   exit 1 if _sync_client.py is not what this script writes
 
 The transformation is textual, word by word (as httpcore's unasync): ``async def`` → ``def``,
-``await x`` → ``x``, ``AsyncClient`` → ``Client``, ``aclose`` → ``close`` and so on; the result is
-formatted with ruff. Edit the async client, then run this script; never edit the output by hand.
+``await x`` → ``x``, ``AsyncClient`` → ``Client``, ``aclose`` → ``close`` and so on; ``Awaitable[X]``
+becomes ``X``, since a synchronous call returns its result itself. Imports the rewrite leaves unused
+(``Awaitable``) are removed and the result is formatted with ruff. Edit the async client, then run
+this script; never edit the output by hand.
 """
 
 from __future__ import annotations
@@ -48,9 +50,30 @@ SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Type wrappers that vanish with the event loop: ``Awaitable[X]`` → ``X`` (brackets may nest in X).
+UNWRAPPED_TYPES = ("Awaitable",)
+
+
+def unwrap(name: str, source: str) -> str:
+    """Replace every ``name[X]`` by ``X``, finding the bracket that closes each one."""
+    opening = re.compile(rf"\b{name}\[")
+    while (match := opening.search(source)) is not None:
+        depth = 1
+        index = match.end()
+        while depth:
+            if index == len(source):
+                raise SystemExit(f"unbalanced brackets after {name}[ at offset {match.start()}")
+            depth += {"[": 1, "]": -1}.get(source[index], 0)
+            index += 1
+        source = source[: match.start()] + source[match.end() : index - 1] + source[index:]
+    return source
+
+
 def unasync(source: str) -> str:
     for pattern, replacement in SUBSTITUTIONS:
         source = re.sub(pattern, replacement, source)
+    for name in UNWRAPPED_TYPES:
+        source = unwrap(name, source)
     return HEADER + source
 
 
@@ -69,8 +92,9 @@ def _ruff(arguments: list[str], source: str) -> str:
 
 
 def ruff_format(source: str) -> str:
-    """Sort the imports (renamed names move) and format, as ruff does for the hand-written files."""
-    return _ruff(["format"], _ruff(["check", "--select", "I", "--fix", "--quiet", "--exit-zero"], source))
+    """Drop the imports left unused (F401), sort the renamed ones (I) and format like hand-written code."""
+    fixed = _ruff(["check", "--select", "F401,I", "--fix", "--quiet", "--exit-zero"], source)
+    return _ruff(["format"], fixed)
 
 
 def generate() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,6 +55,22 @@ def test_the_sync_client_is_generated_from_the_async_one() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_unasync_drops_awaitable_and_the_import_it_leaves_unused() -> None:
+    spec = importlib.util.spec_from_file_location("unasync", ROOT / "scripts" / "unasync.py")
+    assert spec is not None and spec.loader is not None
+    unasync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unasync)
+    source = (
+        "from collections.abc import AsyncIterator, Awaitable, Callable\n\n\n"
+        "async def follow(fetch: Callable[[str], Awaitable[dict[str, list[int]]]]) -> AsyncIterator[int]:\n"
+        "    yield (await fetch('x'))['x'][0]\n"
+    )
+    generated = unasync.ruff_format(unasync.unasync(source))
+    assert "from collections.abc import Callable, Iterator\n" in generated
+    assert "def follow(fetch: Callable[[str], dict[str, list[int]]]) -> Iterator[int]:" in generated
+    assert "Awaitable" not in generated
 
 
 def test_every_operation(api: Client, transport: RecordingSyncTransport) -> None:

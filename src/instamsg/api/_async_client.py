@@ -10,7 +10,7 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from io import BytesIO
@@ -105,6 +105,18 @@ def _page(build: Callable[[Any], ItemT]) -> Callable[[Any], Page[ItemT]]:
         return Page.from_json(data, build)
 
     return parse
+
+
+async def _follow(fetch: Callable[[str | None], Awaitable[Page[ItemT]]]) -> AsyncIterator[ItemT]:
+    """Every item of the pages ``fetch(cursor)`` returns, from the first page to the last."""
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def _list(build: Callable[[Any], ItemT]) -> Callable[[Any], list[ItemT]]:
@@ -466,7 +478,7 @@ class AsyncClient:
         )
         return _parse(response, _page(Session.from_json))
 
-    async def iter_client_sessions(
+    def iter_client_sessions(
         self,
         tenant_id: str,
         client_id: str,
@@ -478,9 +490,8 @@ class AsyncClient:
         page_size: int | None = None,
     ) -> AsyncIterator[Session]:
         """Every session matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.get_client_sessions(
+        return _follow(
+            lambda cursor: self.get_client_sessions(
                 tenant_id,
                 client_id,
                 start=start,
@@ -490,11 +501,7 @@ class AsyncClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     async def get_client_network_logs(
         self,
@@ -527,7 +534,7 @@ class AsyncClient:
         response = await self._send("GET", path, params=params)
         return _parse(response, _page(NetworkLog.from_json))
 
-    async def iter_client_network_logs(
+    def iter_client_network_logs(
         self,
         tenant_id: str,
         client_id: str,
@@ -542,9 +549,8 @@ class AsyncClient:
         page_size: int | None = None,
     ) -> AsyncIterator[NetworkLog]:
         """Every network report matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.get_client_network_logs(
+        return _follow(
+            lambda cursor: self.get_client_network_logs(
                 tenant_id,
                 client_id,
                 start=start,
@@ -557,11 +563,7 @@ class AsyncClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     async def get_client_metrics(
         self, tenant_id: str, client_id: str, interval: MetricsInterval = "day"
@@ -597,7 +599,7 @@ class AsyncClient:
         response = await self._send("GET", self._client_path(tenant_id, client_id) + "/logs", params=params)
         return _parse(response, _page(LogEntry.from_json))
 
-    async def iter_client_logs(
+    def iter_client_logs(
         self,
         tenant_id: str,
         client_id: str,
@@ -610,9 +612,8 @@ class AsyncClient:
         page_size: int | None = None,
     ) -> AsyncIterator[LogEntry]:
         """Every log entry matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.get_client_logs(
+        return _follow(
+            lambda cursor: self.get_client_logs(
                 tenant_id,
                 client_id,
                 start=start,
@@ -623,11 +624,7 @@ class AsyncClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     async def update_client_certificate(self, tenant_id: str, client_id: str) -> Certificate:
         """updateClientCertificate (reset_certificate): a new certificate and key; the old one is revoked.
@@ -788,7 +785,7 @@ class AsyncClient:
         response = await self._send("GET", path, params=params)
         return _parse(response, _page(Message.from_json))
 
-    async def iter_messages(
+    def iter_messages(
         self,
         tenant_id: str,
         client_id: str,
@@ -800,9 +797,8 @@ class AsyncClient:
         page_size: int | None = None,
     ) -> AsyncIterator[Message]:
         """Every stored message matching the filters, following ``next_cursor`` page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.get_messages(
+        return _follow(
+            lambda cursor: self.get_messages(
                 tenant_id,
                 client_id,
                 start=start,
@@ -812,11 +808,7 @@ class AsyncClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     async def get_message(self, tenant_id: str, client_id: str, message_id: str) -> Message:
         """getMessage (S8): one stored message."""

@@ -111,6 +111,18 @@ def _page(build: Callable[[Any], ItemT]) -> Callable[[Any], Page[ItemT]]:
     return parse
 
 
+def _follow(fetch: Callable[[str | None], Page[ItemT]]) -> Iterator[ItemT]:
+    """Every item of the pages ``fetch(cursor)`` returns, from the first page to the last."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 def _list(build: Callable[[Any], ItemT]) -> Callable[[Any], list[ItemT]]:
     def parse(data: Any) -> list[ItemT]:
         if not isinstance(data, list):
@@ -480,9 +492,8 @@ class Client:
         page_size: int | None = None,
     ) -> Iterator[Session]:
         """Every session matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = self.get_client_sessions(
+        return _follow(
+            lambda cursor: self.get_client_sessions(
                 tenant_id,
                 client_id,
                 start=start,
@@ -492,11 +503,7 @@ class Client:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     def get_client_network_logs(
         self,
@@ -544,9 +551,8 @@ class Client:
         page_size: int | None = None,
     ) -> Iterator[NetworkLog]:
         """Every network report matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = self.get_client_network_logs(
+        return _follow(
+            lambda cursor: self.get_client_network_logs(
                 tenant_id,
                 client_id,
                 start=start,
@@ -559,11 +565,7 @@ class Client:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     def get_client_metrics(
         self, tenant_id: str, client_id: str, interval: MetricsInterval = "day"
@@ -612,9 +614,8 @@ class Client:
         page_size: int | None = None,
     ) -> Iterator[LogEntry]:
         """Every log entry matching the filters, page after page."""
-        cursor: str | None = None
-        while True:
-            page = self.get_client_logs(
+        return _follow(
+            lambda cursor: self.get_client_logs(
                 tenant_id,
                 client_id,
                 start=start,
@@ -625,11 +626,7 @@ class Client:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     def update_client_certificate(self, tenant_id: str, client_id: str) -> Certificate:
         """updateClientCertificate (reset_certificate): a new certificate and key; the old one is revoked.
@@ -798,9 +795,8 @@ class Client:
         page_size: int | None = None,
     ) -> Iterator[Message]:
         """Every stored message matching the filters, following ``next_cursor`` page after page."""
-        cursor: str | None = None
-        while True:
-            page = self.get_messages(
+        return _follow(
+            lambda cursor: self.get_messages(
                 tenant_id,
                 client_id,
                 start=start,
@@ -810,11 +806,7 @@ class Client:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     def get_message(self, tenant_id: str, client_id: str, message_id: str) -> Message:
         """getMessage (S8): one stored message."""

@@ -7,32 +7,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from instamsg.domain import ids
-from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
-from instamsg.domain.errors import (
-    ClientNotFound,
-    InvalidCursor,
-    InvalidParameter,
-    TenantNotFound,
-    ValidationFailed,
-)
-from instamsg.domain.timestamps import decode_cursor, encode_cursor, parse_time_range
+from instamsg.domain.errors import InvalidParameter, ValidationFailed
+from instamsg.domain.timestamps import parse_time_range
+from instamsg.services.lookup import find_client
+from instamsg.services.pages import Page, cursor_query, page_of, position_after
 from instamsg.services.ports import OfflineServerLogging, ServerLoggingControl
 from instamsg.store.repositories import activity as activity_repository
-from instamsg.store.repositories import clients as client_repository
-from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories import traffic as traffic_repository
 from instamsg.store.repositories.activity import LogRecord, SessionRecord
 from instamsg.store.store import Store
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 LOG_CREATORS = ("InstaMsg", "client")
@@ -59,33 +47,10 @@ _METRIC_COLUMNS = {
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ServerLoggingState:
     enabled: bool
     until: datetime | None
     sent: bool
-
-
-def _invalid_cursor(cursor: str) -> InvalidCursor:
-    return InvalidCursor(
-        "The cursor is malformed or was produced by a different query.", details={"cursor": cursor[:100]}
-    )
-
-
-def _position(cursor: str, query: dict[str, Any]) -> tuple[datetime, str]:
-    position = decode_cursor(cursor, query)
-    try:
-        after = (datetime.fromisoformat(position["t"]), str(position["id"]))
-    except (KeyError, TypeError, ValueError):
-        raise _invalid_cursor(cursor) from None
-    if after[0].tzinfo is None:
-        raise _invalid_cursor(cursor)
-    return after
 
 
 class ActivityService:
@@ -104,28 +69,6 @@ class ActivityService:
         self.max_logging_seconds = max_logging_seconds
         self.clock = clock
 
-    async def _client(
-        self, connection: AsyncConnection, app_id: str, tenant_id: str, client_id: str
-    ) -> Client:
-        """The app's client; an unknown, foreign or malformed tenant or client id is a 404."""
-        canonical_tenant = ids.canonical_uuid(tenant_id)
-        tenant = (
-            await tenant_repository.get_tenant(connection, app_id, canonical_tenant)
-            if canonical_tenant
-            else None
-        )
-        if tenant is None:
-            raise TenantNotFound(tenant_id)
-        canonical_client = ids.canonical_uuid(client_id)
-        client = (
-            await client_repository.get_client(connection, tenant.id, canonical_client)
-            if canonical_client
-            else None
-        )
-        if client is None:
-            raise ClientNotFound(client_id)
-        return client
-
     async def list_sessions(
         self,
         app_id: str,
@@ -140,21 +83,14 @@ class ActivityService:
         cursor: str | None = None,
     ) -> Page[SessionRecord]:
         async with self.store.read() as connection:
-            client = await self._client(connection, app_id, tenant_id, client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
             if sort_by not in activity_repository.SESSION_SORT_COLUMNS:
                 raise InvalidParameter(
                     "sort_by must be connect_time or disconnect_time.",
                     details={"field": "sort_by", "accepted": list(activity_repository.SESSION_SORT_COLUMNS)},
                 )
             start_at, end_at = parse_time_range(start, end)
-            query = {
-                "client": client.id,
-                "start": start_at.isoformat() if start_at else None,
-                "end": end_at.isoformat() if end_at else None,
-                "sort_by": sort_by,
-                "desc": descending,
-            }
-            after = _position(cursor, query) if cursor is not None else None
+            query = cursor_query(client.id, start_at, end_at, descending, sort_by=sort_by)
             items = await activity_repository.list_sessions(
                 connection,
                 client.id,
@@ -163,14 +99,9 @@ class ActivityService:
                 sort_by=sort_by,
                 descending=descending,
                 limit=limit + 1,
-                after=after,
+                after=position_after(cursor, query),
             )
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            moment = getattr(items[-1], sort_by)
-            next_cursor = encode_cursor(query, {"t": moment.isoformat(), "id": items[-1].id})
-        return Page(items, next_cursor)
+        return page_of(items, limit, query, lambda session: (getattr(session, sort_by), session.id))
 
     async def list_logs(
         self,
@@ -187,7 +118,7 @@ class ActivityService:
         cursor: str | None = None,
     ) -> Page[LogRecord]:
         async with self.store.read() as connection:
-            client = await self._client(connection, app_id, tenant_id, client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
             if level is not None and level not in LOG_LEVELS:
                 raise InvalidParameter(
                     f"level must be one of {', '.join(LOG_LEVELS)}.",
@@ -199,15 +130,7 @@ class ActivityService:
                     details={"field": "creator", "accepted": list(LOG_CREATORS)},
                 )
             start_at, end_at = parse_time_range(start, end)
-            query = {
-                "client": client.id,
-                "start": start_at.isoformat() if start_at else None,
-                "end": end_at.isoformat() if end_at else None,
-                "level": level,
-                "creator": creator,
-                "desc": descending,
-            }
-            after = _position(cursor, query) if cursor is not None else None
+            query = cursor_query(client.id, start_at, end_at, descending, level=level, creator=creator)
             items = await activity_repository.list_logs(
                 connection,
                 client.id,
@@ -217,14 +140,9 @@ class ActivityService:
                 creator=creator,
                 descending=descending,
                 limit=limit + 1,
-                after=after,
+                after=position_after(cursor, query),
             )
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            last = items[-1]
-            next_cursor = encode_cursor(query, {"t": last.time.isoformat(), "id": last.id})
-        return Page(items, next_cursor)
+        return page_of(items, limit, query, lambda log: (log.time, log.id))
 
     async def metrics(
         self, app_id: str, tenant_id: str, client_id: str, interval: str = "day"
@@ -232,7 +150,7 @@ class ActivityService:
         """§2.4.7: `day` = 24 hourly buckets, `month` = 30 daily buckets, UTC-aligned, the last one
         the current partial bucket; plus `errors` (C12)."""
         async with self.store.read() as connection:
-            client = await self._client(connection, app_id, tenant_id, client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
             now = self.clock()
             if interval == "day":
                 step = timedelta(hours=1)
@@ -275,7 +193,7 @@ class ActivityService:
     ) -> ServerLoggingState:
         """`PUT C/server_logging`: store the request (watcher = the app, S16) and apply it at once."""
         async with self.store.write() as connection:
-            client = await self._client(connection, app_id, tenant_id, client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
             if enabled is None:
                 raise ValidationFailed("enabled is required.", details={"field": "enabled"})
             if duration_seconds is None:

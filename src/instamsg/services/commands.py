@@ -12,11 +12,9 @@ import logging
 from enum import StrEnum
 from typing import Any
 
-from instamsg.domain import ids
-from instamsg.domain.errors import ClientNotFound, PayloadTooLarge, TenantNotFound, ValidationFailed
+from instamsg.domain.errors import PayloadTooLarge, ValidationFailed
+from instamsg.services.lookup import find_client
 from instamsg.services.ports import DevicePushes
-from instamsg.store.repositories import clients as client_repository
-from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -56,22 +54,7 @@ class CommandService:
     ) -> bool:
         """Publish the command to the client; True if it was connected and handed the message."""
         async with self.store.read() as connection:
-            canonical_tenant = ids.canonical_uuid(tenant_id)
-            tenant = (
-                await tenant_repository.get_tenant(connection, app_id, canonical_tenant)
-                if canonical_tenant
-                else None
-            )
-            if tenant is None:
-                raise TenantNotFound(tenant_id)
-            canonical_client = ids.canonical_uuid(client_id)
-            client = (
-                await client_repository.get_client(connection, tenant.id, canonical_client)
-                if canonical_client
-                else None
-            )
-            if client is None:
-                raise ClientNotFound(client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
         data = command_payload(command, payload)
         if len(data) > self.max_payload_bytes:
             raise PayloadTooLarge(

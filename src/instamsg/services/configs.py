@@ -14,20 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from instamsg.domain import ids
-from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
-from instamsg.domain.errors import ClientNotFound, TenantNotFound, Unprocessable
+from instamsg.domain.errors import Unprocessable
 from instamsg.domain.messages import iso_utc
 from instamsg.protocol.payloads import ConfigReport, config_push_payload, push_form
 from instamsg.protocol.ports import ClientLog, ServerLogOnly
+from instamsg.services.lookup import find_client
 from instamsg.services.ports import DevicePushes, OfflinePushes
-from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import configs as config_repository
 from instamsg.store.repositories import telemetry as telemetry_repository
-from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories.configs import ConfigState
 from instamsg.store.store import Store
 
@@ -104,39 +99,18 @@ class ConfigService:
         self.pushes: DevicePushes = pushes if pushes is not None else OfflinePushes()
         self.log: ClientLog = log if log is not None else ServerLogOnly()
 
-    async def _client(
-        self, connection: AsyncConnection, app_id: str, tenant_id: str, client_id: str
-    ) -> Client:
-        canonical_tenant = ids.canonical_uuid(tenant_id)
-        tenant = (
-            await tenant_repository.get_tenant(connection, app_id, canonical_tenant)
-            if canonical_tenant
-            else None
-        )
-        if tenant is None:
-            raise TenantNotFound(tenant_id)
-        canonical_client = ids.canonical_uuid(client_id)
-        found = (
-            await client_repository.get_client(connection, tenant.id, canonical_client)
-            if canonical_client
-            else None
-        )
-        if found is None:
-            raise ClientNotFound(client_id)
-        return found
-
     # ---------------------------------------------------------------------------------------------- REST
 
     async def get_config(self, app_id: str, tenant_id: str, client_id: str) -> dict[str, Any]:
         async with self.store.read() as connection:
-            found = await self._client(connection, app_id, tenant_id, client_id)
+            found = await find_client(connection, app_id, tenant_id, client_id)
             state = await config_repository.get_config(connection, found.id)
         return config_representation(state)
 
     async def update_config(self, app_id: str, tenant_id: str, client_id: str, body: Any) -> dict[str, Any]:
         """Merge the keys into `desired` (null removes one) and push the changed keys if online."""
         async with self.store.write() as connection:
-            found = await self._client(connection, app_id, tenant_id, client_id)
+            found = await find_client(connection, app_id, tenant_id, client_id)
             config = config_from_body(body)
             state = await config_repository.lock_config(connection, found.id)
             changed: list[str] = []
@@ -173,7 +147,7 @@ class ConfigService:
     async def delete_config(self, app_id: str, tenant_id: str, client_id: str) -> dict[str, Any]:
         """Clear `desired`; nothing is pushed, because devices cannot delete a key (§8.4)."""
         async with self.store.write() as connection:
-            found = await self._client(connection, app_id, tenant_id, client_id)
+            found = await find_client(connection, app_id, tenant_id, client_id)
             state = await config_repository.lock_config(connection, found.id)
             if state.desired:
                 state.desired = {}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,28 +19,26 @@ from instamsg.domain import ids
 from instamsg.domain.clients import Client
 from instamsg.domain.clock import utc_now
 from instamsg.domain.errors import (
-    ClientNotFound,
-    InvalidCursor,
     InvalidQos,
     InvalidTopic,
     MessageNotFound,
     PayloadTooLarge,
     QuotaExceeded,
     ReservedTopic,
-    TenantNotFound,
     TopicNotAllowed,
     UnknownPeer,
     ValidationFailed,
 )
 from instamsg.domain.messages import RESERVED_PREFIX, HistoryMessage, iso_utc, mqtt_qos
 from instamsg.domain.tenants import Tenant
-from instamsg.domain.timestamps import decode_cursor, encode_cursor, parse_time_range
+from instamsg.domain.timestamps import parse_time_range
 from instamsg.mqtt.topics import matches
 from instamsg.protocol.payloads import MessageIdCounter, build_send_envelope
+from instamsg.services.lookup import find_client, find_tenant_and_client
+from instamsg.services.pages import Page, cursor_query, page_of, position_after
 from instamsg.services.ports import MessageDelivery
 from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import messages as message_repository
-from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -51,16 +47,7 @@ MAX_TOPIC_BYTES = 65535
 DEFAULT_QOS = 1
 
 
-@dataclass(frozen=True, slots=True)
-class MessagePage:
-    items: list[HistoryMessage]
-    next_cursor: str | None
-
-
-def _invalid_cursor(cursor: str) -> InvalidCursor:
-    return InvalidCursor(
-        "The cursor is malformed or was produced by a different query.", details={"cursor": cursor[:100]}
-    )
+MessagePage = Page[HistoryMessage]
 
 
 def _is_inbox(topic: str) -> bool:
@@ -128,27 +115,6 @@ class MessageService:
         # Envelope ids of p2p messages published without `id`, one counter per publishing client (§7.3).
         self._envelope_ids: dict[str, MessageIdCounter] = {}
 
-    async def _client(
-        self, connection: AsyncConnection, app_id: str, tenant_id: str, client_id: str
-    ) -> tuple[Tenant, Client]:
-        canonical_tenant = ids.canonical_uuid(tenant_id)
-        tenant = (
-            await tenant_repository.get_tenant(connection, app_id, canonical_tenant)
-            if canonical_tenant
-            else None
-        )
-        if tenant is None:
-            raise TenantNotFound(tenant_id)
-        canonical_client = ids.canonical_uuid(client_id)
-        client = (
-            await client_repository.get_client(connection, tenant.id, canonical_client)
-            if canonical_client
-            else None
-        )
-        if client is None:
-            raise ClientNotFound(client_id)
-        return tenant, client
-
     @staticmethod
     def _check_publish_allowed(client: Client, topic: str) -> None:
         if topic.startswith(RESERVED_PREFIX):
@@ -211,7 +177,7 @@ class MessageService:
         """publishMessage; with `save` (the default) it returns after the history row is committed."""
         save = bool(fields.get("save", True))
         async with self.store.write() if save else self.store.read() as connection:
-            tenant, client = await self._client(connection, app_id, tenant_id, client_id)
+            tenant, client = await find_tenant_and_client(connection, app_id, tenant_id, client_id)
             message_type = fields.get("type", "pub")
             qos = validate_qos(fields.get("qos", DEFAULT_QOS))
             client_message_id = validate_client_message_id(fields.get("id"), qos)
@@ -271,7 +237,7 @@ class MessageService:
         self, app_id: str, tenant_id: str, client_id: str, message_id: str
     ) -> HistoryMessage:
         async with self.store.read() as connection:
-            _, client = await self._client(connection, app_id, tenant_id, client_id)
+            client = await find_client(connection, app_id, tenant_id, client_id)
             return await self._message(connection, client, message_id)
 
     @staticmethod
@@ -288,7 +254,7 @@ class MessageService:
 
         A p2p message goes to its peer again, which must still be a client of the tenant."""
         async with self.store.write() as connection:
-            tenant, client = await self._client(connection, app_id, tenant_id, client_id)
+            tenant, client = await find_tenant_and_client(connection, app_id, tenant_id, client_id)
             message = await self._message(connection, client, message_id)
             if message.type == "p2p":
                 await self._peer(connection, tenant, message.topic)
@@ -315,23 +281,8 @@ class MessageService:
     ) -> MessagePage:
         start_at, end_at = parse_time_range(start, end)
         async with self.store.read() as connection:
-            _, client = await self._client(connection, app_id, tenant_id, client_id)
-            query = {
-                "client": client.id,
-                "start": start_at.isoformat() if start_at else None,
-                "end": end_at.isoformat() if end_at else None,
-                "type": message_type,
-                "desc": descending,
-            }
-            after: tuple[datetime, str] | None = None
-            if cursor is not None:
-                position = decode_cursor(cursor, query)
-                try:
-                    after = (datetime.fromisoformat(position["t"]), str(position["id"]))
-                except (KeyError, TypeError, ValueError):
-                    raise _invalid_cursor(cursor) from None
-                if after[0].tzinfo is None:
-                    raise _invalid_cursor(cursor)
+            client = await find_client(connection, app_id, tenant_id, client_id)
+            query = cursor_query(client.id, start_at, end_at, descending, type=message_type)
             items = await message_repository.list_messages(
                 connection,
                 client.id,
@@ -340,11 +291,6 @@ class MessageService:
                 message_type=message_type,
                 descending=descending,
                 limit=limit + 1,
-                after=after,
+                after=position_after(cursor, query),
             )
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            last = items[-1]
-            next_cursor = encode_cursor(query, {"t": last.created_at.isoformat(), "id": last.id})
-        return MessagePage(items, next_cursor)
+        return page_of(items, limit, query, lambda message: (message.created_at, message.id))

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from instamsg.domain import ids
-from instamsg.domain.clients import Client, client_state
-from instamsg.domain.errors import ClientNotFound, InvalidCursor, InvalidParameter, TenantNotFound
+from instamsg.domain.clients import client_state
+from instamsg.domain.errors import InvalidParameter
 from instamsg.domain.messages import iso_utc
-from instamsg.domain.timestamps import decode_cursor, encode_cursor, parse_time_range
+from instamsg.domain.timestamps import parse_time_range
 from instamsg.protocol.payloads import hexify_mac
+from instamsg.services.lookup import find_client
+from instamsg.services.pages import Page, cursor_query, page_of, position_after
 from instamsg.services.ports import LiveRegistry, OfflineRegistry
-from instamsg.store.repositories import clients as client_repository
 from instamsg.store.repositories import telemetry as telemetry_repository
-from instamsg.store.repositories import tenants as tenant_repository
 from instamsg.store.repositories.telemetry import NetworkLogFilters
 from instamsg.store.store import Store
 
-
-@dataclass(frozen=True, slots=True)
-class NetworkLogPage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+NetworkLogPage = Page[dict[str, Any]]
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -64,42 +56,15 @@ def _checked_filter(name: str, value: str | None) -> str | None:
     return value
 
 
-def _invalid_cursor(cursor: str) -> InvalidCursor:
-    return InvalidCursor(
-        "The cursor is malformed or was produced by a different query.", details={"cursor": cursor[:100]}
-    )
-
-
 class TelemetryService:
     def __init__(self, store: Store, registry: LiveRegistry | None = None):
         self.store = store
         self.registry: LiveRegistry = registry if registry is not None else OfflineRegistry()
 
-    async def _client(
-        self, connection: AsyncConnection, app_id: str, tenant_id: str, client_id: str
-    ) -> Client:
-        canonical_tenant = ids.canonical_uuid(tenant_id)
-        tenant = (
-            await tenant_repository.get_tenant(connection, app_id, canonical_tenant)
-            if canonical_tenant
-            else None
-        )
-        if tenant is None:
-            raise TenantNotFound(tenant_id)
-        canonical_client = ids.canonical_uuid(client_id)
-        found = (
-            await client_repository.get_client(connection, tenant.id, canonical_client)
-            if canonical_client
-            else None
-        )
-        if found is None:
-            raise ClientNotFound(client_id)
-        return found
-
     async def get_info(self, app_id: str, tenant_id: str, client_id: str) -> dict[str, Any]:
         """§2.4.6: the latest device-reported info, session and network of the client."""
         async with self.store.read() as connection:
-            found = await self._client(connection, app_id, tenant_id, client_id)
+            found = await find_client(connection, app_id, tenant_id, client_id)
             state = await telemetry_repository.get_device_state(connection, found.id) or {}
         return {
             "client_id": found.id,
@@ -142,26 +107,17 @@ class TelemetryService:
             iccid=_checked_filter("iccid", iccid),
         )
         async with self.store.read() as connection:
-            found = await self._client(connection, app_id, tenant_id, client_id)
-            query = {
-                "client": found.id,
-                "start": start_at.isoformat() if start_at else None,
-                "end": end_at.isoformat() if end_at else None,
-                "mac_id": filters.mac_id,
-                "imei": imei,
-                "msisdn": msisdn,
-                "iccid": iccid,
-                "desc": descending,
-            }
-            after: tuple[datetime, str] | None = None
-            if cursor is not None:
-                position = decode_cursor(cursor, query)
-                try:
-                    after = (datetime.fromisoformat(position["t"]), str(position["id"]))
-                except (KeyError, TypeError, ValueError):
-                    raise _invalid_cursor(cursor) from None
-                if after[0].tzinfo is None:
-                    raise _invalid_cursor(cursor)
+            found = await find_client(connection, app_id, tenant_id, client_id)
+            query = cursor_query(
+                found.id,
+                start_at,
+                end_at,
+                descending,
+                mac_id=filters.mac_id,
+                imei=imei,
+                msisdn=msisdn,
+                iccid=iccid,
+            )
             rows = await telemetry_repository.list_network_logs(
                 connection,
                 found.id,
@@ -170,11 +126,7 @@ class TelemetryService:
                 filters=filters,
                 descending=descending,
                 limit=limit + 1,
-                after=after,
+                after=position_after(cursor, query),
             )
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            next_cursor = encode_cursor(query, {"t": last["time"].isoformat(), "id": last["id"]})
-        return NetworkLogPage([network_log_item(row) for row in rows], next_cursor)
+        page = page_of(rows, limit, query, lambda row: (row["time"], row["id"]))
+        return Page([network_log_item(row) for row in page.items], page.next_cursor)
