@@ -36,7 +36,12 @@ from instamsg.protocol.history import install_history
 from instamsg.protocol.identity import install_identity
 from instamsg.protocol.implicit import install_implicit_delivery
 from instamsg.protocol.plugin import DeviceProtocol
-from instamsg.protocol.provisioning import Provisioning, install_provisioning, provisioning_open
+from instamsg.protocol.provisioning import (
+    Provisioning,
+    ProvisioningThrottle,
+    install_provisioning,
+    provisioning_open,
+)
 from instamsg.protocol.pushes import install_push_pacing
 from instamsg.protocol.remote_logging import RemoteLogging
 from instamsg.protocol.routing import install_routing
@@ -242,6 +247,7 @@ class Platform:
     ports: dict[str, int | None] = field(default_factory=dict)
     _http: _EmbeddedUvicorn | None = None
     _http_task: asyncio.Task[None] | None = None
+    _side_channel: SideChannel | None = None
     _meter_task: asyncio.Task[None] | None = None
     directory: Directory | None = None
     _pending_traffic: dict[str, list[int]] = field(default_factory=dict)
@@ -329,6 +335,11 @@ class Platform:
             issue_certificate=ca.issue_client_certificate,
             secure_clients=secure_clients,
             close_delay=settings.provisioning_close_delay_seconds,
+            throttle=ProvisioningThrottle(
+                per_peer_per_minute=settings.provisioning_attempts_per_minute_per_peer,
+                per_id_per_minute=settings.provisioning_attempts_per_minute_per_id,
+                max_entries=settings.provisioning_throttle_max_entries,
+            ),
         )
         if settings.mqtt_history:
             self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
@@ -403,10 +414,14 @@ class Platform:
             http_port = http_socket.getsockname()[1]
             self.files.public_url = settings.public_url or default_public_url(settings.host, http_port)
             # The front door answers device side-channel requests itself and hands the rest to uvicorn.
+            # Its requests get half the shutdown grace to finish, so that uvicorn stops within it.
+            self._side_channel = SideChannel(
+                directory, self.files, shutdown_grace_seconds=settings.shutdown_grace_seconds / 2
+            )
             config = uvicorn.Config(
                 api,
                 http=front_door_class(
-                    SideChannel(directory, self.files),
+                    self._side_channel,
                     SharedWebSocket(self.node.accept_websocket) if settings.ws_shares_http_port else None,
                 ),
                 lifespan="off",
@@ -501,6 +516,9 @@ class Platform:
             self._http.should_exit = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http_task, timeout=self.settings.shutdown_grace_seconds)
+        if self._side_channel is not None:
+            # Whatever uvicorn left running is cancelled before the store it writes to closes.
+            await self._side_channel.close(0)
         if self.commands is not None:
             self.commands.close()
         if self.files is not None:

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     provisioning_close_delay_seconds: float = Field(
         30.0, ge=0, description="A provisioning connection is closed gracefully this long after PROVACK."
     )
+    provisioning_attempts_per_minute_per_peer: float = Field(
+        60.0, ge=0, description="Provisioning attempts per IP address a minute (then rc 3); 0: no limit."
+    )
+    provisioning_attempts_per_minute_per_id: float = Field(
+        10.0, ge=0, description="Provisioning attempts per provisioning id a minute (then rc 3); 0: no limit."
+    )
+    provisioning_throttle_max_entries: int = Field(
+        10_000, ge=1, description="Addresses and ids the provisioning throttle remembers (each)."
+    )
     max_session_expiry_seconds: int = Field(
         7 * 24 * 3600, ge=0, description="Cap on the MQTT 5 session expiry a client may ask for."
     )

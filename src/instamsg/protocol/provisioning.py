@@ -7,6 +7,11 @@ is never reset: it is left for the client to close and closed gracefully after a
 
 Secure clients (`secure_cert_enabled`) get rc 6 with a fresh key and certificate. RSA key generation
 takes a noticeable time, so it runs in a worker thread and the PROVACK is written when it is done.
+
+Attempts are throttled per peer address and per provisioning id (token buckets), since every attempt
+costs a lookup and possibly a key generation. The spec has no code for this: a throttled attempt gets
+rc 3 (server unavailable), on which Python waits and retries (§4.3), instead of a code devices treat
+as final.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -83,6 +91,89 @@ class NoEffects:
 
 CertificateIssuer = Callable[[str], IssuedCertificate]
 
+# Provisioning ids are at most 64 characters (§2.5.3): longer usernames name no client and share a key,
+# so that no username can make the throttle's table large.
+_MAX_KEY_CHARACTERS: Final = 64
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated_at: float
+    refused: int = 0
+
+
+class AttemptBudget:
+    """Token buckets per key: up to `per_minute` attempts at once, refilled at `per_minute` a minute.
+
+    At most `max_keys` keys are kept; beyond that the least recently used one is forgotten. A forgotten
+    key starts again with a full budget, which a key unused that long mostly has anyway."""
+
+    def __init__(
+        self, per_minute: float, max_keys: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if per_minute <= 0 or max_keys < 1:
+            raise ValueError("an attempt budget needs a positive rate and room for one key")
+        self.capacity = max(per_minute, 1.0)
+        self.rate_per_second = per_minute / 60.0
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str) -> int:
+        """0 when the attempt is within the budget, else how many attempts in a row were refused for
+        `key` (1 for the first)."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = _Bucket(self.capacity, now)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(now - bucket.updated_at, 0.0)
+            bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate_per_second)
+            bucket.updated_at = now
+        if bucket.tokens < 1.0:
+            bucket.refused += 1
+            return bucket.refused
+        bucket.tokens -= 1.0
+        bucket.refused = 0
+        return 0
+
+
+class ProvisioningThrottle:
+    """Attempt budgets per peer address and per provisioning id; a rate of 0 turns that one off."""
+
+    def __init__(
+        self,
+        *,
+        per_peer_per_minute: float,
+        per_id_per_minute: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.peers = (
+            AttemptBudget(per_peer_per_minute, max_entries, clock=clock) if per_peer_per_minute else None
+        )
+        self.ids = AttemptBudget(per_id_per_minute, max_entries, clock=clock) if per_id_per_minute else None
+
+    def refusal(self, peer_host: str, provisioning_id: str) -> tuple[str, int] | None:
+        """None when the attempt may go on, else (what is throttled, refusals in a row). A refused
+        peer does not spend the id's budget."""
+        if self.peers is not None:
+            refused = self.peers.take(peer_host)
+            if refused:
+                return "peer", refused
+        if self.ids is not None:
+            refused = self.ids.take(provisioning_id[:_MAX_KEY_CHARACTERS])
+            if refused:
+                return "provisioning_id", refused
+        return None
+
 
 class Provisioning:
     """The `client.connect` hook answering layout-P CONNECTs, and the C3 bookkeeping it needs."""
@@ -95,8 +186,10 @@ class Provisioning:
         issue_certificate: CertificateIssuer | None = None,
         secure_clients: SecureClients | None = None,
         close_delay: float = 30.0,
+        throttle: ProvisioningThrottle | None = None,
     ) -> None:
         self.devices = devices
+        self.throttle = throttle
         self.directory = devices.directory
         self.effects: ProvisioningEffects = effects if effects is not None else NoEffects()
         self.issue_certificate = issue_certificate
@@ -156,6 +249,21 @@ class Provisioning:
 
     def _provision(self, channel: Channel, connect: Connect) -> ConnectReply:
         provisioning_id = connect.username or ""
+        if self.throttle is not None:
+            peer = channel.connection.peer
+            refusal = self.throttle.refusal(peer.rpartition(":")[0] or peer, provisioning_id)
+            if refusal is not None:
+                throttled, in_a_row = refusal
+                if in_a_row == 1:
+                    # Once per streak: a flood of attempts must not become a flood of log lines.
+                    logger.warning(
+                        "provisioning_throttled peer=%s provisioning_id=%r rc=%d by=%s",
+                        peer,
+                        provisioning_id[:_MAX_KEY_CHARACTERS],
+                        SERVER_UNAVAILABLE,
+                        throttled,
+                    )
+                return self._reply(provack(SERVER_UNAVAILABLE))
         record = self.directory.find_by_provisioning_id(provisioning_id)
         if record is None:
             logger.warning(
@@ -280,6 +388,7 @@ def install_provisioning(
     issue_certificate: CertificateIssuer | None = None,
     secure_clients: SecureClients | None = None,
     close_delay: float = 30.0,
+    throttle: ProvisioningThrottle | None = None,
 ) -> Provisioning:
     provisioning = Provisioning(
         devices,
@@ -287,6 +396,7 @@ def install_provisioning(
         issue_certificate=issue_certificate,
         secure_clients=secure_clients,
         close_delay=close_delay,
+        throttle=throttle,
     )
     provisioning.install()
     return provisioning

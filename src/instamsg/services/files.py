@@ -9,6 +9,7 @@ replacing or deleting the file revokes the URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import unicodedata
@@ -325,8 +326,21 @@ class FileService:
             created_at=now,
             updated_at=now,
         )
-        # Bytes first, then the row: a row never names missing bytes, and a failed insert removes them.
-        self.file_store.commit(staged, stored.file_id)
+        work = asyncio.ensure_future(self._commit_and_insert(staged, stored))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Stopped halfway, a store would leave bytes without a row or a row without bytes: the
+            # body is complete, so the store is finished (briefly: an fsync and one insert) first.
+            with contextlib.suppress(Exception):
+                await work
+            raise
+        return stored
+
+    async def _commit_and_insert(self, staged: StagedFile, stored: StoredFile) -> None:
+        # Bytes first (durable on disk), then the row: a row never names missing bytes, and a failed
+        # insert removes them.
+        await self.file_store.commit(staged, stored.file_id)
         try:
             previous = await self._insert(stored)
         except BaseException:
@@ -334,7 +348,6 @@ class FileService:
             raise
         if previous is not None:
             self.file_store.remove(previous.file_id)
-        return stored
 
     async def _insert(self, stored: StoredFile) -> StoredFile | None:
         for attempt in range(3):

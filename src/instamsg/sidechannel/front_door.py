@@ -69,14 +69,20 @@ class FrontDoor(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future[None] | None = None
         self._closing = False
+        self._shutting_down = False
         self._eof = False
         self._lost = False
         self._upgrade_checked = False
 
-    # uvicorn's shutdown asks every tracked connection to shut down, then waits for them to go.
+    # uvicorn's shutdown asks every tracked connection to shut down, then waits for them to go. A
+    # request being served gets the side channel's grace period, then is cancelled.
     def shutdown(self) -> None:
-        if self._task is None and self._transport is not None:
-            self._transport.close()
+        self._shutting_down = True
+        if self._task is None or self._task.done():
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self.side_channel.begin_shutdown()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -154,10 +160,7 @@ class FrontDoor(asyncio.Protocol):
             reader.feed_data(rest)
         if self._lost:
             reader.feed_eof()
-        self._task = self._loop.create_task(self._serve(self._route, head, reader))
-
-    async def _serve(self, route: http.Route, head: http.RequestHead, reader: asyncio.StreamReader) -> None:
-        await self.side_channel.serve(route, head, reader, self)
+        self._task = self.side_channel.start(self._route, head, reader, self)
 
     def _hand_to_uvicorn(self) -> asyncio.Protocol:
         assert self._transport is not None
@@ -202,7 +205,8 @@ class FrontDoor(asyncio.Protocol):
         self._closing = True
         if transport.is_closing():
             return
-        if self._eof or not transport.can_write_eof():
+        if self._eof or self._shutting_down or not transport.can_write_eof():
+            # Nothing to linger for after the client's EOF; when stopping, uvicorn waits for this to go.
             transport.close()
             return
         # Reading may have been paused by the request reader: resume it to see the client's close.

@@ -99,12 +99,66 @@ def _authenticated(head: http.RequestHead, path_uuid: str, client: ClientRecord 
 
 
 class SideChannel:
+    """Serves side-channel requests, one task each; the tasks are tracked so that a shutdown can give
+    them `shutdown_grace_seconds` to finish and then cancel the rest (a stalled upload is dropped)."""
+
     def __init__(
-        self, directory: Directory, files: DeviceFiles, *, idle_timeout_seconds: float = 30.0
+        self,
+        directory: Directory,
+        files: DeviceFiles,
+        *,
+        idle_timeout_seconds: float = 30.0,
+        shutdown_grace_seconds: float = 5.0,
     ) -> None:
         self.directory = directory
         self.files = files
         self.idle_timeout = idle_timeout_seconds
+        self.shutdown_grace = shutdown_grace_seconds
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def requests_in_flight(self) -> int:
+        return len(self._tasks)
+
+    def start(
+        self, route: http.Route, head: http.RequestHead, reader: asyncio.StreamReader, connection: Connection
+    ) -> asyncio.Task[None]:
+        """Serve one request in a tracked task."""
+        task = asyncio.get_running_loop().create_task(self.serve(route, head, reader, connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def begin_shutdown(self) -> None:
+        """Start `close()` in the background (once): uvicorn's shutdown calls this per connection."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._close(self.shutdown_grace))
+
+    async def close(self, grace_seconds: float | None = None) -> None:
+        """Give requests in flight `grace_seconds` (default: the shutdown grace) to finish, then
+        cancel the rest and wait for them to end."""
+        if self._stopping is None:
+            grace = self.shutdown_grace if grace_seconds is None else grace_seconds
+            self._stopping = asyncio.get_running_loop().create_task(self._close(grace))
+        elif grace_seconds is not None and grace_seconds <= 0:
+            self._cancel_all()
+        await asyncio.shield(self._stopping)
+        # Requests whose head completed after the first close ended.
+        await self._close(0)
+
+    async def _close(self, grace: float) -> None:
+        while self._tasks:
+            pending = set(self._tasks)
+            if grace > 0:
+                await asyncio.wait(pending, timeout=grace)
+                grace = 0
+            self._cancel_all()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
     async def serve(
         self, route: http.Route, head: http.RequestHead, reader: asyncio.StreamReader, connection: Connection
@@ -118,6 +172,12 @@ class SideChannel:
         except _Rejected as rejected:
             version = b"HTTP/1.1" if isinstance(route, http.Download) else b"HTTP/1.0"
             connection.write(http.error_response(rejected.status, rejected.message, version))
+        except asyncio.CancelledError:
+            # The server is stopping: an upload cut short is discarded (by `_upload`), never stored.
+            # A download may have sent part of its body already: it is only cut off.
+            if isinstance(route, http.Upload):
+                connection.write(http.error_response(503, "The server is shutting down."))
+            raise
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:

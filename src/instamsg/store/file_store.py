@@ -3,10 +3,14 @@
 Files are named by their random file id, never by the user's filename, so no filename can reach
 outside the directory. Uploads are written to a staging file first and renamed into place only when
 complete: a truncated or rejected upload never becomes a stored file.
+
+Committing flushes the bytes to disk (fsync), which can take a long time on a busy disk: it runs in a
+worker thread so that the event loop, and with it every connection of the broker, keeps being served.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -48,7 +52,7 @@ class StagedFile:
         self._handle.write(data)
 
     def finish(self) -> None:
-        """Flush and close; the bytes stay staged until committed."""
+        """Flush to disk and close; the bytes stay staged until committed. Blocking: see `commit`."""
         if self._handle is not None:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -88,11 +92,25 @@ class FileStore:
             raise ValueError("not a file id")
         return self.directory / file_id
 
-    def commit(self, staged: StagedFile, file_id: str) -> Path:
-        """Move the complete staged file into place under `file_id` (an atomic rename)."""
-        staged.finish()
+    async def commit(self, staged: StagedFile, file_id: str) -> Path:
+        """Flush the complete staged file to disk and move it into place under `file_id` (an atomic
+        rename); durable when this returns. The disk work runs in a worker thread.
+
+        A thread cannot be interrupted: when the caller is cancelled, this still waits for the thread
+        to finish, so that the caller's clean-up sees the file where it ends up."""
         target = self.path_of(file_id)
+        work = asyncio.ensure_future(asyncio.to_thread(self._commit_now, staged, target))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+            raise
+
+    def _commit_now(self, staged: StagedFile, target: Path) -> Path:
+        staged.finish()
         os.replace(staged.path, target)
+        _sync_directory(self.directory)
         return target
 
     def remove(self, file_id: str) -> None:
@@ -123,3 +141,17 @@ class FileStore:
         if removed:
             logger.info("file_store_swept removed=%d", removed)
         return removed
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename into `directory` durable; skipped where directories cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        logger.debug("directory_sync_failed directory=%s error=%s", directory, error)
+    finally:
+        os.close(descriptor)
