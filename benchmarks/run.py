@@ -62,6 +62,15 @@ def parse_arguments(arguments: Sequence[str] | None = None) -> argparse.Namespac
     parser.add_argument("--update-docs", action="store_true", help="write the table into docs/benchmarks.md")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record py-spy samples of the broker over each measured window into DIR (raw format)",
+    )
+    parser.add_argument(
+        "--profile-native", action="store_true", help="with --profile: sample C frames too (py-spy --native)"
+    )
+    parser.add_argument(
         "--render", type=Path, metavar="JSONL", help="print the table of an earlier run and exit"
     )
     return parser.parse_args(arguments)
@@ -139,6 +148,8 @@ async def run_one(scenario: Scenario, target: Target, context: dict[str, Any]) -
     except TargetUnavailable as error:
         return {**record, "status": "not_available", "reason": str(error)}
     record["broker_start_s"] = round(time.monotonic() - starting, 2)
+    procstat.PROFILING.label = f"{scenario.name}-{target.name}"
+    procstat.PROFILING.windows = 0
     try:
         gc.collect()
         # The collector would pause the generator mid-measurement; the scenarios allocate little garbage.
@@ -157,6 +168,7 @@ async def run_one(scenario: Scenario, target: Target, context: dict[str, Any]) -
                 "status": "ok",
                 "wall_s": round(time.monotonic() - started, 2),
                 "broker_cpu_s": round(cpu.broker_seconds, 3),
+                "broker_thread_cpu_s": cpu.thread_seconds,
                 "broker_cpu_us_per_message": round(cpu.broker_seconds / delivered * 1e6, 3)
                 if delivered
                 else None,
@@ -216,6 +228,8 @@ async def main_async(options: argparse.Namespace) -> int:
         print(f"unknown targets: {', '.join(unknown)}; choose from {', '.join(TARGETS)}", file=sys.stderr)
         return 2
     file_limit = raise_file_limit()
+    procstat.PROFILING.output = options.profile
+    procstat.PROFILING.native = options.profile_native
     machine = procstat.machine_info()  # before pinning, so usable_cores counts the whole machine
     broker_core, generator_cores = plan_cores()
     try:

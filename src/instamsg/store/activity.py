@@ -18,9 +18,11 @@ import itertools
 import logging
 import re
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,6 +33,14 @@ from instamsg.protocol.ports import CREATOR_SERVER
 from instamsg.store.repositories import activity as activity_repository
 from instamsg.store.repositories.traffic import ActivityDelta
 from instamsg.store.store import Store
+from instamsg.store.tables import client, client_device_state, client_log, client_session
+from instamsg.store.writers import (
+    SqliteWriterConnection,
+    sqlite_existing,
+    sqlite_insert,
+    sqlite_update,
+    sqlite_upsert,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +58,15 @@ _sequence = itertools.count()
 Operation = tuple[str, str, Any]
 
 
+# Random per process: ids of two processes (a server and the CLI, two cluster nodes) never collide,
+# without a system call for randomness on every id.
+_PROCESS_SUFFIX: Final = secrets.token_hex(5)
+
+
 def sortable_id() -> str:
     """A 36-character id that sorts by creation (microseconds, then a process counter): rows written
     within one millisecond keep their order in the (time, id) listings."""
-    return f"{time.time_ns() // 1000:016x}-{next(_sequence) & 0xFFFFFFFF:08x}-{secrets.token_hex(5)}"
+    return f"{time.time_ns() // 1000:016x}-{next(_sequence) & 0xFFFFFFFF:08x}-{_PROCESS_SUFFIX}"
 
 
 def storable_text(text: str) -> str:
@@ -62,12 +77,26 @@ def storable_text(text: str) -> str:
 def storable(value: Any) -> Any:
     """A column value (text, or JSON of dicts and lists) with its text, keys included, made storable."""
     if isinstance(value, str):
-        return storable_text(value)
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
     if isinstance(value, dict):
         return {storable(key): storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [storable(item) for item in value]
     return value
+
+
+def _storable_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """`storable` for a row of column values; the row itself when it has nothing to change (the rule)."""
+    search = _UNSTORABLE.search
+    for value in row.values():
+        if isinstance(value, str):
+            if search(value):
+                break
+        elif isinstance(value, dict | list | tuple):
+            break
+    else:
+        return row
+    return {key: storable(value) for key, value in row.items()}
 
 
 class ActivityWriter:
@@ -76,7 +105,7 @@ class ActivityWriter:
         store: Store,
         *,
         flush_interval: float = 0.1,
-        max_batch: int = 1000,
+        max_batch: int = 20_000,
         max_pending: int = 100_000,
         retry_delay: float = 0.5,
         close_attempts: int = 3,
@@ -102,6 +131,7 @@ class ActivityWriter:
         self._closing = False
         # One flush at a time (the task's, or a caller's): batches commit in the order recorded.
         self._flush_lock = asyncio.Lock()
+        self._sqlite = SqliteWriterConnection.for_store(store, name="activity-writer")
 
     # ---- recording (synchronous) -------------------------------------------------------------------
 
@@ -116,22 +146,21 @@ class ActivityWriter:
                 "client_id": client_id,
                 "tenant_id": tenant_id,
                 "time": utc_now(),
-                "level": storable_text(level),
-                "creator": storable_text(creator),
-                "message": storable_text(message),
+                "level": level,
+                "creator": creator,
+                "message": message,
             },
         )
 
     def open_session(self, row: dict[str, Any]) -> str:
         """Insert a `client_session` row; returns its new id, for later updates."""
-        row = storable(row)
+        row = dict(row)
         row["id"] = session_id = sortable_id()
         if self._record(_SESSION_OPEN, row["client_id"], row):
             self._unwritten_sessions[session_id] = row
         return session_id
 
     def update_session(self, client_id: str, session_id: str, values: dict[str, Any]) -> None:
-        values = storable(values)
         unwritten = self._unwritten_sessions.get(session_id)
         if unwritten is not None:
             unwritten.update(values)
@@ -139,11 +168,11 @@ class ActivityWriter:
         self._record(_SESSION_UPDATE, client_id, (session_id, values))
 
     def update_client(self, client_id: str, values: dict[str, Any]) -> None:
-        self._record(_CLIENT_UPDATE, client_id, storable(values))
+        self._record(_CLIENT_UPDATE, client_id, values)
 
     def set_device_state(self, client_id: str, values: dict[str, Any]) -> None:
         """Upsert these `client_device_state` columns only."""
-        self._record(_DEVICE_STATE, client_id, storable(values))
+        self._record(_DEVICE_STATE, client_id, values)
 
     def _record(self, kind: str, client_id: str, operation: Any) -> bool:
         if len(self._pending) >= self.max_pending:
@@ -253,37 +282,23 @@ class ActivityWriter:
         return True
 
     async def _write(self, operations: list[Operation]) -> None:
+        """Write `operations` in one transaction; those of clients deleted meanwhile are skipped."""
+        if self._sqlite is not None:
+            self.skipped += await self._sqlite.transaction(_write_sqlite, operations)
+            return
         async with self.store.write() as connection:
             existing = await activity_repository.existing_clients(
                 connection, {client_id for _, client_id, _ in operations}
             )
-            logs: list[dict[str, Any]] = []
-            sessions: list[dict[str, Any]] = []
-
-            async def write_inserts() -> None:
-                # Inserts are grouped, but always written before the next update: order is kept.
-                await activity_repository.insert_logs(connection, logs)
-                await activity_repository.insert_sessions(connection, sessions)
-                logs.clear()
-                sessions.clear()
-
-            for kind, client_id, operation in operations:
-                if client_id not in existing:
-                    self.skipped += 1
-                    continue
-                if kind == _LOG:
-                    logs.append(operation)
-                elif kind == _SESSION_OPEN:
-                    sessions.append(operation)
-                else:
-                    await write_inserts()
-                    if kind == _SESSION_UPDATE:
-                        await activity_repository.update_session(connection, *operation)
-                    elif kind == _CLIENT_UPDATE:
-                        await activity_repository.update_client(connection, client_id, operation)
-                    elif kind == _DEVICE_STATE:
-                        await activity_repository.upsert_device_state(connection, client_id, operation)
-            await write_inserts()
+            kept = _of_clients(operations, existing)
+            self.skipped += len(operations) - len(kept)
+            batch = _Batch.of(kept)
+            await activity_repository.insert_sessions(connection, batch.sessions)
+            await activity_repository.insert_logs(connection, batch.logs)
+            await activity_repository.update_sessions(connection, batch.session_updates)
+            await activity_repository.update_clients(connection, batch.client_updates)
+            for client_id, values in batch.device_states.items():
+                await activity_repository.upsert_device_state(connection, client_id, values)
 
     async def close(self) -> None:
         """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failed
@@ -305,6 +320,59 @@ class ActivityWriter:
                 self._unwritten_sessions.clear()
         finally:
             self._closing = False
+            if self._sqlite is not None:
+                await self._sqlite.close()
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One transaction's operations merged: the rows to insert, then per row to change the last value
+    recorded for each column. Inserting first and merging per row gives the state that applying the
+    operations one by one in recorded order gives (a session's updates always follow its insert)."""
+
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    session_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    client_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, operations: list[Operation]) -> _Batch:
+        """The operations merged, their text made storable (device text reaches every column here:
+        recording it stays cheap on the broker's hot path)."""
+        batch = cls()
+        for kind, client_id, operation in operations:
+            if kind == _LOG:
+                batch.logs.append(_storable_columns(operation))
+            elif kind == _SESSION_OPEN:
+                batch.sessions.append(_storable_columns(operation))
+            elif kind == _SESSION_UPDATE:
+                session_id, values = operation
+                batch.session_updates.setdefault(session_id, {}).update(_storable_columns(values))
+            elif kind == _CLIENT_UPDATE:
+                batch.client_updates.setdefault(client_id, {}).update(_storable_columns(operation))
+            else:
+                batch.device_states.setdefault(client_id, {}).update(_storable_columns(operation))
+        return batch
+
+
+def _of_clients(operations: list[Operation], existing: set[str]) -> list[Operation]:
+    return [operation for operation in operations if operation[1] in existing]
+
+
+def _write_sqlite(connection: sqlite3.Connection, operations: list[Operation]) -> int:
+    """One batch through the writer's own SQLite connection, in its thread; returns how many
+    operations were skipped (their client was deleted)."""
+    wanted = {client_id for _, client_id, _ in operations}
+    existing = sqlite_existing(connection, client.name, client.c.id.name, wanted)
+    kept = operations if len(existing) == len(wanted) else _of_clients(operations, existing)
+    batch = _Batch.of(kept)
+    sqlite_insert(connection, client_session, batch.sessions)
+    sqlite_insert(connection, client_log, batch.logs)
+    sqlite_update(connection, client_session, "id", batch.session_updates)
+    sqlite_update(connection, client, "id", batch.client_updates)
+    sqlite_upsert(connection, client_device_state, "client_id", batch.device_states)
+    return len(operations) - len(kept)
 
 
 class StoreClientLog:

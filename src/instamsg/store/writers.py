@@ -14,15 +14,16 @@ and `JSON` columns take already encoded JSON text.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Table, select
+from sqlalchemy import JSON, Boolean, Column, Table, select
 
 from instamsg.store.store import Store
 from instamsg.store.tables import UTCDateTime
@@ -30,6 +31,7 @@ from instamsg.store.tables import UTCDateTime
 logger = logging.getLogger(__name__)
 
 RowT = TypeVar("RowT")
+ResultT = TypeVar("ResultT")
 
 # Rows per multi-row INSERT through the Store's connection: below SQLite's oldest bind limit (999
 # parameters before 3.32) for narrow tables; the writer's own connection asks the library instead.
@@ -37,6 +39,7 @@ SQLITE_ROWS_PER_STATEMENT = 500
 SQLITE_MAX_ROWS_PER_STATEMENT = 4000
 # As the Store's own connections wait for the write lock (instamsg.store.database).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_WRITER_CACHE_KIB = 16_384
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -204,20 +207,13 @@ class TableInserter:
             (foreign_key,) = table.c[parent_column].foreign_keys
             self._parent_key = foreign_key.column
         self._sqlite_statements: dict[int, str] = {}
-        database = store.engine.url.database if store.is_sqlite else None
         # A file database gets the writer's own connection; an in-memory one exists only in the
         # Store's connection, so batches go through it.
-        self._sqlite_path = database if database and database != ":memory:" else None
-        self._sqlite: sqlite3.Connection | None = None
-        self._rows_per_statement = SQLITE_ROWS_PER_STATEMENT
-        self._thread: ThreadPoolExecutor | None = None
+        self._sqlite = SqliteWriterConnection.for_store(store, name=f"{table.name}-writer")
 
     async def __call__(self, rows: list[Any]) -> None:
-        if self._sqlite_path is not None:
-            # The whole batch is one call into the writer's thread: every hop between the event loop
-            # and a database thread waits for the GIL, which the busy loop holds most of the time.
-            loop = asyncio.get_running_loop()
-            inserted, skipped = await loop.run_in_executor(self._executor(), self._write_sqlite_batch, rows)
+        if self._sqlite is not None:
+            inserted, skipped = await self._sqlite.transaction(self._write_sqlite_batch, rows)
         else:
             inserted, skipped = await self._write_through_store(rows)
         self.inserted_rows += inserted
@@ -228,78 +224,40 @@ class TableInserter:
         assert index is not None
         return [row for row in rows if row[index] in existing]
 
-    # ---- SQLite: a dedicated connection in a dedicated thread ---------------------------------------
+    # ---- SQLite: the writer's own connection, in its own thread ------------------------------------
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.table.name}-writer")
-        return self._thread
-
-    def _sqlite_connection(self) -> sqlite3.Connection:
-        if self._sqlite is None:
-            assert self._sqlite_path is not None
-            connection = sqlite3.connect(self._sqlite_path, isolation_level=None, check_same_thread=False)
-            # The settings every connection of the Store uses (instamsg.store.database).
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # As many rows per statement as the library binds: each statement releases and retakes
-            # the GIL once, and retaking it waits for the busy event loop thread.
-            variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._rows_per_statement = max(
-                1, min(SQLITE_MAX_ROWS_PER_STATEMENT, variables // len(self.columns))
-            )
-            self._sqlite = connection
-        return self._sqlite
-
-    def _write_sqlite_batch(self, rows: list[Any]) -> tuple[int, int]:
-        """Prepare, filter and insert one batch in one IMMEDIATE transaction; runs in the writer's thread."""
+    def _write_sqlite_batch(self, connection: sqlite3.Connection, rows: list[Any]) -> tuple[int, int]:
+        """Prepare, filter and insert one batch inside the writer's transaction, in its thread."""
         prepared: list[tuple[Any, ...]] = self.prepare(rows) if self.prepare is not None else rows
-        connection = self._sqlite_connection()
         skipped = 0
-        # IMMEDIATE takes the write lock now; other writers (the Store's connections, the CLI) wait
-        # on their busy timeout rather than fail.
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            if self._parent_index is not None and self._parent_key is not None:
-                wanted = list({row[self._parent_index] for row in prepared})
-                existing: set[Any] = set()
-                key = self._parent_key
-                for start in range(0, len(wanted), SQLITE_ROWS_PER_STATEMENT):
-                    chunk = wanted[start : start + SQLITE_ROWS_PER_STATEMENT]
-                    marks = ", ".join("?" * len(chunk))
-                    found = connection.execute(
-                        f'SELECT "{key.name}" FROM "{key.table.name}" WHERE "{key.name}" IN ({marks})', chunk
-                    )
-                    existing.update(value for (value,) in found)
-                if len(existing) < len(wanted):
-                    kept = self._kept(prepared, existing)
-                    skipped = len(prepared) - len(kept)
-                    prepared = kept
-            # Multi-row statements bind in C and step once per chunk; executemany would release and
-            # retake the GIL for every row.
-            step = self._rows_per_statement
-            for start in range(0, len(prepared), step):
-                chunk = prepared[start : start + step]
-                connection.execute(self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk)))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        if self._parent_index is not None and self._parent_key is not None:
+            key = self._parent_key
+            wanted = {row[self._parent_index] for row in prepared}
+            existing = sqlite_existing(connection, key.table.name, key.name, wanted)
+            if len(existing) < len(wanted):
+                kept = self._kept(prepared, existing)
+                skipped = len(prepared) - len(kept)
+                prepared = kept
+        # Multi-row statements bind in C and step once per chunk; executemany would release and
+        # retake the GIL for every row.
+        step = max(
+            1, min(SQLITE_MAX_ROWS_PER_STATEMENT, self._sqlite_variables(connection) // len(self.columns))
+        )
+        for start in range(0, len(prepared), step):
+            chunk = prepared[start : start + step]
+            connection.execute(self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk)))
         return len(prepared), skipped
+
+    @staticmethod
+    def _sqlite_variables(connection: sqlite3.Connection) -> int:
+        # As many rows per statement as the library binds: each statement releases and retakes the
+        # GIL once, and retaking it waits for the busy event loop thread.
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     async def close(self) -> None:
         """Release the writer's own connection and thread (SQLite); the Store is not touched."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await asyncio.get_running_loop().run_in_executor(thread, self._close_sqlite)
-            thread.shutdown(wait=False)
-
-    def _close_sqlite(self) -> None:
         if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+            await self._sqlite.close()
 
     # ---- through the Store's connection (PostgreSQL, in-memory SQLite) ------------------------------
 
@@ -386,6 +344,212 @@ class TableInserter:
             record.extend(constants)
             records.append(tuple(record))
         return records
+
+
+class SqliteWriterConnection:
+    """A writer's own connection to a SQLite file, used from one dedicated thread.
+
+    A whole batch is one call into that thread, in one IMMEDIATE transaction: every hop between the
+    event loop and a database thread waits for the GIL, which the busy loop holds most of the time,
+    and SQLAlchemy's per-statement work would run on the loop. IMMEDIATE takes the write lock at once;
+    other writers (the Store's connections, the CLI) wait on their busy timeout rather than fail.
+    """
+
+    def __init__(self, path: str, *, name: str) -> None:
+        self.path = path
+        self.name = name
+        self._connection: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def for_store(cls, store: Store, *, name: str) -> SqliteWriterConnection | None:
+        """A connection to the Store's SQLite file; None for PostgreSQL and in-memory SQLite, whose
+        batches go through the Store's own connection."""
+        database = store.engine.url.database if store.is_sqlite else None
+        if not database or database == ":memory:":
+            return None
+        return cls(database, name=name)
+
+    async def transaction(self, write: Callable[[sqlite3.Connection, Any], ResultT], batch: Any) -> ResultT:
+        """Run `write(connection, batch)` in the writer's thread, in one transaction."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._in_transaction, write, batch
+        )
+
+    def _in_transaction(self, write: Callable[[sqlite3.Connection, Any], ResultT], batch: Any) -> ResultT:
+        connection = self._open()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = write(connection, batch)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return result
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # The settings every connection of the Store uses (instamsg.store.database).
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # Rows land all over the (client, time) indexes: with SQLite's default 2 MB page cache,
+            # most inserts read their index pages back from the operating system.
+            connection.execute(f"PRAGMA cache_size=-{SQLITE_WRITER_CACHE_KIB}")
+            self._connection = connection
+        return self._connection
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_connection)
+            thread.shutdown(wait=False)
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def sqlite_existing(connection: sqlite3.Connection, table: str, column: str, wanted: set[Any]) -> set[Any]:
+    """The values among `wanted` that `table.column` holds (parents of rows about to be written)."""
+    values = list(wanted)
+    existing: set[Any] = set()
+    for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
+        chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
+        marks = ", ".join("?" * len(chunk))
+        found = connection.execute(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IN ({marks})', chunk)
+        existing.update(value for (value,) in found)
+    return existing
+
+
+# ---- multi-row statements for a writer's SQLite connection -----------------------------------------
+#
+# One statement per chunk of rows and per set of columns: each statement releases and retakes the GIL
+# once, where executemany would do so for every row. Values are converted to the text SQLAlchemy
+# stores for the column's type, so rows written here read back like any other.
+
+
+def sqlite_insert(connection: sqlite3.Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT `rows` (mappings of column name to value; rows of one call may name different columns)."""
+    for columns, values in _grouped_by_columns(table, rows, ()):
+        names = ", ".join(f'"{name}"' for name in columns)
+        _execute_chunked(
+            connection, f'INSERT INTO "{table.name}" ({names}) VALUES ', len(columns), values, ""
+        )
+
+
+def sqlite_update(
+    connection: sqlite3.Connection, table: Table, key: str, updates: Mapping[Any, Mapping[str, Any]]
+) -> None:
+    """Set the given columns of the rows whose `key` column matches; unknown keys change nothing."""
+    rows = [{key: key_value, **values} for key_value, values in updates.items()]
+    for columns, values in _grouped_by_columns(table, rows, (key,)):
+        # VALUES names its columns column1, column2, ... in order; column1 is the key.
+        assignments = ", ".join(
+            f'"{name}" = v.column{index}' for index, name in enumerate(columns[1:], start=2)
+        )
+        prefix = f'UPDATE "{table.name}" SET {assignments} FROM (VALUES '
+        suffix = f') AS v WHERE "{table.name}"."{key}" = v.column1'
+        _execute_chunked(connection, prefix, len(columns), values, suffix)
+
+
+def sqlite_upsert(
+    connection: sqlite3.Connection, table: Table, key: str, updates: Mapping[Any, Mapping[str, Any]]
+) -> None:
+    """Insert a row per key or set only the given columns of the existing one."""
+    rows = [{key: key_value, **values} for key_value, values in updates.items()]
+    for columns, values in _grouped_by_columns(table, rows, (key,)):
+        names = ", ".join(f'"{name}"' for name in columns)
+        assignments = ", ".join(f'"{name}" = excluded."{name}"' for name in columns[1:])
+        _execute_chunked(
+            connection,
+            f'INSERT INTO "{table.name}" ({names}) VALUES ',
+            len(columns),
+            values,
+            f' ON CONFLICT ("{key}") DO UPDATE SET {assignments}'
+            if assignments
+            else f' ON CONFLICT ("{key}") DO NOTHING',
+        )
+
+
+def _grouped_by_columns(
+    table: Table, rows: Sequence[Mapping[str, Any]], leading: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], list[list[Any]]]]:
+    """Rows grouped by the columns they name (`leading` first), each converted to its stored form."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for row in rows:
+        names = tuple(row)
+        group = groups.get(names)
+        if group is None:
+            group = groups[names] = []
+        group.append(list(row.values()))
+    converted = []
+    for names, values in groups.items():
+        columns = (*leading, *(name for name in names if name not in leading))
+        if columns != names:
+            order = [names.index(name) for name in columns]
+            values = [[record[index] for index in order] for record in values]
+        for index, convert in enumerate(_sqlite_converters(table, columns)):
+            if convert is not None:
+                for record in values:
+                    value = record[index]
+                    if value is not None:
+                        record[index] = convert(value)
+        converted.append((columns, values))
+    return converted
+
+
+def _execute_chunked(
+    connection: sqlite3.Connection, prefix: str, width: int, rows: list[list[Any]], suffix: str
+) -> None:
+    step = max(
+        1,
+        min(
+            SQLITE_MAX_ROWS_PER_STATEMENT, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+        ),
+    )
+    placeholders = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        statement = prefix + ", ".join([placeholders] * len(chunk)) + suffix
+        connection.execute(statement, list(chain.from_iterable(chunk)))
+
+
+_converters: dict[tuple[str, tuple[str, ...]], list[Callable[[Any], Any] | None]] = {}
+
+
+def _sqlite_converters(table: Table, columns: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
+    found = _converters.get((table.name, columns))
+    if found is None:
+        found = [_sqlite_converter(table.c[name].type) for name in columns]
+        if len(_converters) < 256:
+            _converters[(table.name, columns)] = found
+    return found
+
+
+def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, UTCDateTime):
+        return _sqlite_datetime
+    if isinstance(column_type, JSON):
+        return json.dumps
+    if isinstance(column_type, Boolean):
+        return int
+    return None
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME text: naive UTC, always with six fractional digits, so that text
+    # comparison orders and matches like the instants.
+    if value.tzinfo is UTC:
+        return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without "+00:00"
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _sql_literal(value: bool | int | float | str | None) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,8 +105,9 @@ async def insert_sessions(connection: AsyncConnection, rows: list[dict[str, Any]
         await connection.execute(insert(client_session), rows)
 
 
-async def update_session(connection: AsyncConnection, session_id: str, values: dict[str, Any]) -> None:
-    await connection.execute(update(client_session).where(client_session.c.id == session_id).values(**values))
+async def update_sessions(connection: AsyncConnection, updates: dict[str, dict[str, Any]]) -> None:
+    """Set the given columns of each session (by id); one executemany per set of columns."""
+    await _update_many(connection, client_session, updates)
 
 
 async def close_open_sessions(connection: AsyncConnection, now: datetime) -> int:
@@ -119,9 +120,26 @@ async def close_open_sessions(connection: AsyncConnection, now: datetime) -> int
     return int(result.rowcount or 0)
 
 
-async def update_client(connection: AsyncConnection, client_id: str, values: dict[str, Any]) -> None:
-    """`last_connect_at`, `last_disconnect_at`, `profile` of the client row."""
-    await connection.execute(update(client).where(client.c.id == client_id).values(**values))
+async def update_clients(connection: AsyncConnection, updates: dict[str, dict[str, Any]]) -> None:
+    """`last_connect_at`, `last_disconnect_at`, `profile` of client rows (by id)."""
+    await _update_many(connection, client, updates)
+
+
+async def _update_many(connection: AsyncConnection, table: Table, updates: dict[str, dict[str, Any]]) -> None:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in updates.items():
+        columns = tuple(sorted(values))
+        # Bound names must differ from the column names SQLAlchemy reserves for SET.
+        groups.setdefault(columns, []).append(
+            {"target_id": row_id, **{f"new_{name}": value for name, value in values.items()}}
+        )
+    for columns, parameters in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("target_id"))
+            .values({name: bindparam(f"new_{name}") for name in columns})
+        )
+        await connection.execute(statement, parameters)
 
 
 async def upsert_device_state(connection: AsyncConnection, client_id: str, values: dict[str, Any]) -> None:
