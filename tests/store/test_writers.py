@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from instamsg.store.repositories import messages as message_repository
 from instamsg.store.retention import HistoryRetention
 from instamsg.store.store import Store
 from instamsg.store.tables import client, message
-from instamsg.store.writers import BatchedWriter, TableInserter
+from instamsg.store.writers import BatchedWriter, TableInserter, store_answers
 
 UUID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -189,6 +190,83 @@ async def test_a_failed_flush_keeps_its_rows_and_retries_them_first(store: Store
     await inserter.close()
     assert writer.failed_flushes == 1 and calls >= 2
     assert [row["payload"] for row in await _stored(store)] == ["r0", "r1", "r2", "late"]
+
+
+def _history_inserter(store: Store) -> TableInserter:
+    return TableInserter(
+        store,
+        message,
+        ("id", "tenant_id", "client_id", "type", "peer_id", "topic", "payload", "qos", "created_at"),
+        constants={"source": "mqtt", "releases": "[]", "duplicate": False, "saved": True, "delivered_to": 0},
+        parent_column="client_id",
+        prepare=HistoryWriter(store)._prepare,
+    )
+
+
+async def test_rows_the_database_refuses_are_dropped_alone_and_counted(
+    store: Store, services: Services
+) -> None:
+    tenant_id, (client_id,) = await _clients(services, 1)
+    inserter = _history_inserter(store)
+    taken: list[bytes | str] = []
+    writer: BatchedWriter[HistoryRow] = BatchedWriter(
+        inserter,
+        name="test",
+        flush_interval=60,
+        database_answers=partial(store_answers, store),
+        on_take=lambda rows: taken.extend(row[5] for row in rows),
+    )
+    writer.append(_row(tenant_id, client_id, "before"))
+    # `topic` is NOT NULL: every database refuses this row, and with it each batch holding it.
+    writer.append(_row(tenant_id, client_id, "refused", topic=None))
+    writer.append(_row(tenant_id, client_id, "after"))
+    await writer.flush()
+    await writer.close()
+    await inserter.close()
+    assert [row["payload"] for row in await _stored(store)] == ["before", "after"]
+    assert (writer.refused_rows, writer.failed_flushes, writer.pending, writer.lost_rows) == (1, 1, 0, 0)
+    assert taken == [b"before", b"refused", b"after"]
+
+
+async def test_rows_stay_pending_in_order_when_the_database_stops_answering_midway() -> None:
+    answers = iter([True, False])
+
+    async def refuse(rows: list[str]) -> None:
+        raise ConnectionError("database unreachable")
+
+    async def database_answers() -> bool:
+        return next(answers)
+
+    writer: BatchedWriter[str] = BatchedWriter(
+        refuse, name="test", flush_interval=60, retry_delay=0.01, database_answers=database_answers
+    )
+    for row in ("a", "b", "c"):
+        writer.append(row)
+    await writer.flush()
+    # The first row failed alone while the database no longer answered: not a refusal.
+    assert (writer.refused_rows, writer.failed_flushes, writer._pending) == (0, 1, ["a", "b", "c"])
+
+
+async def test_close_counts_what_it_could_not_write_as_lost() -> None:
+    async def unreachable(rows: list[str]) -> None:
+        raise ConnectionError("database unreachable")
+
+    taken: list[str] = []
+    writer: BatchedWriter[str] = BatchedWriter(
+        unreachable,
+        name="test",
+        flush_interval=60,
+        retry_delay=0.01,
+        close_attempts=2,
+        on_take=taken.extend,
+    )
+    writer.append("a")
+    writer.append("b")
+    await asyncio.wait_for(writer.close(), timeout=10)
+    # The flush task's attempt, then the two of close.
+    assert (writer.lost_rows, writer.pending, writer.failed_flushes, writer.refused_rows) == (2, 0, 3, 0)
+    # Taken by each failed attempt, then once more as lost.
+    assert taken == ["a", "b"] * 4
 
 
 async def test_overflow_is_bounded_counted_and_never_blocks(store: Store, services: Services) -> None:

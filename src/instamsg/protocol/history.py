@@ -21,7 +21,8 @@ from instamsg.protocol.topics import WEBHOOK_TOPIC, SpecialTopic, TopicKind
 # (tenant_id, client_id, type, peer_id, topic, payload, qos on the REST 1-3 scale, created_at epoch s);
 # the layout of `instamsg.store.history.HistoryRow`.
 RecordedRow = tuple[str, str, str, str | None, str, bytes, int, float]
-Record = Callable[[RecordedRow], None]
+# What the recorder returns (whether the row was kept) is not the hot path's concern.
+Record = Callable[[RecordedRow], object]
 
 
 def history_recorder(record: Record) -> Callable[[Channel | None, Message], None]:

@@ -2,18 +2,17 @@
 client's connect times and its latest session payload (spec §2.4.5, §9, §11.4).
 
 The broker side calls the synchronous methods; each only records an operation, its text made storable
-first (device text may hold NUL, which PostgreSQL refuses). A flush task writes the pending operations
-in transactions of at most `max_batch`, in the order recorded (a session is inserted before it is
-updated, whether both wait in the same batch or not), at most every `flush_interval` seconds or as
-soon as `max_batch` operations wait. Operations on clients deleted meanwhile are skipped. A batch the
-database refuses while it still answers is written one operation at a time, and only the refused
-operations are dropped. `close()` flushes what is left on graceful shutdown, like the message history
-writer, and gives up after `close_attempts` failures.
+first (device text may hold NUL, which PostgreSQL refuses). A flush task (a `BatchedWriter`) writes the
+pending operations in transactions of at most `max_batch`, in the order recorded (a session is
+inserted before it is updated, whether both wait in the same batch or not), at most every
+`flush_interval` seconds or as soon as `max_batch` operations wait. Operations on clients deleted
+meanwhile are skipped. A batch the database refuses while it still answers is written one operation
+at a time, and only the refused operations are dropped. `close()` flushes what is left on graceful
+shutdown, like the message history writer, and gives up after `close_attempts` failures.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import re
@@ -24,9 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
-
-from sqlalchemy import select
 
 from instamsg.domain.clock import utc_now
 from instamsg.protocol.ports import CREATOR_SERVER
@@ -35,11 +33,13 @@ from instamsg.store.repositories.traffic import ActivityDelta
 from instamsg.store.store import Store
 from instamsg.store.tables import client, client_device_state, client_log, client_session
 from instamsg.store.writers import (
+    BatchedWriter,
     SqliteWriterConnection,
     sqlite_existing,
     sqlite_insert,
     sqlite_update,
     sqlite_upsert,
+    store_answers,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,27 +111,70 @@ class ActivityWriter:
         close_attempts: int = 3,
     ) -> None:
         self.store = store
-        self.flush_interval = flush_interval
-        self.max_batch = max_batch
-        # Bounds memory while the database is unreachable; operations beyond it are counted and dropped.
-        self.max_pending = max_pending
-        self.retry_delay = retry_delay
-        self.close_attempts = close_attempts
-        self.dropped = 0
-        self.refused = 0
-        self.lost = 0
         self.skipped = 0
-        self.flushes = 0
-        self.failed_flushes = 0
-        self._pending: list[Operation] = []
         # Session rows not yet taken by a flush: later updates are merged into them directly.
         self._unwritten_sessions: dict[str, dict[str, Any]] = {}
-        self._flush_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._closing = False
-        # One flush at a time (the task's, or a caller's): batches commit in the order recorded.
-        self._flush_lock = asyncio.Lock()
         self._sqlite = SqliteWriterConnection.for_store(store, name="activity-writer")
+        self._writer: BatchedWriter[Operation] = BatchedWriter(
+            self._write,
+            name="activity",
+            flush_interval=flush_interval,
+            max_batch=max_batch,
+            max_pending=max_pending,
+            retry_delay=retry_delay,
+            close_attempts=close_attempts,
+            database_answers=partial(store_answers, store),
+            on_take=self._forget_unwritten_sessions,
+        )
+        # The hot path calls the bound method directly: one call per operation.
+        self._record = self._writer.append
+
+    @property
+    def flush_interval(self) -> float:
+        return self._writer.flush_interval
+
+    @property
+    def max_batch(self) -> int:
+        return self._writer.max_batch
+
+    @property
+    def max_pending(self) -> int:
+        return self._writer.max_pending
+
+    @property
+    def retry_delay(self) -> float:
+        return self._writer.retry_delay
+
+    @property
+    def close_attempts(self) -> int:
+        return self._writer.close_attempts
+
+    @property
+    def pending(self) -> int:
+        return self._writer.pending
+
+    @property
+    def dropped(self) -> int:
+        """Operations dropped because `max_pending` were waiting."""
+        return self._writer.dropped_rows
+
+    @property
+    def refused(self) -> int:
+        """Operations the database refused alone, dropped so that they block nobody."""
+        return self._writer.refused_rows
+
+    @property
+    def lost(self) -> int:
+        """Operations still pending when `close()` gave up."""
+        return self._writer.lost_rows
+
+    @property
+    def flushes(self) -> int:
+        return self._writer.flushes
+
+    @property
+    def failed_flushes(self) -> int:
+        return self._writer.failed_flushes
 
     # ---- recording (synchronous) -------------------------------------------------------------------
 
@@ -139,24 +182,26 @@ class ActivityWriter:
         self, client_id: str, tenant_id: str, level: str, message: str, creator: str = CREATOR_SERVER
     ) -> None:
         self._record(
-            _LOG,
-            client_id,
-            {
-                "id": sortable_id(),
-                "client_id": client_id,
-                "tenant_id": tenant_id,
-                "time": utc_now(),
-                "level": level,
-                "creator": creator,
-                "message": message,
-            },
+            (
+                _LOG,
+                client_id,
+                {
+                    "id": sortable_id(),
+                    "client_id": client_id,
+                    "tenant_id": tenant_id,
+                    "time": utc_now(),
+                    "level": level,
+                    "creator": creator,
+                    "message": message,
+                },
+            )
         )
 
     def open_session(self, row: dict[str, Any]) -> str:
         """Insert a `client_session` row; returns its new id, for later updates."""
         row = dict(row)
         row["id"] = session_id = sortable_id()
-        if self._record(_SESSION_OPEN, row["client_id"], row):
+        if self._record((_SESSION_OPEN, row["client_id"], row)):
             self._unwritten_sessions[session_id] = row
         return session_id
 
@@ -165,121 +210,29 @@ class ActivityWriter:
         if unwritten is not None:
             unwritten.update(values)
             return
-        self._record(_SESSION_UPDATE, client_id, (session_id, values))
+        self._record((_SESSION_UPDATE, client_id, (session_id, values)))
 
     def update_client(self, client_id: str, values: dict[str, Any]) -> None:
-        self._record(_CLIENT_UPDATE, client_id, values)
+        self._record((_CLIENT_UPDATE, client_id, values))
 
     def set_device_state(self, client_id: str, values: dict[str, Any]) -> None:
         """Upsert these `client_device_state` columns only."""
-        self._record(_DEVICE_STATE, client_id, values)
+        self._record((_DEVICE_STATE, client_id, values))
 
-    def _record(self, kind: str, client_id: str, operation: Any) -> bool:
-        if len(self._pending) >= self.max_pending:
-            self.dropped += 1
-            if self.dropped % 10_000 == 1:
-                logger.warning("activity_rows_dropped total=%d pending=%d", self.dropped, len(self._pending))
-            return False
-        self._pending.append((kind, client_id, operation))
-        if self._flush_task is None or self._flush_task.done():
-            self._wake = asyncio.Event()
-            self._flush_task = asyncio.get_running_loop().create_task(
-                self._flush_soon(), name="activity-flush"
-            )
-        elif len(self._pending) >= self.max_batch:
-            self._wake.set()
-        return True
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+    def _forget_unwritten_sessions(self, operations: list[Operation]) -> None:
+        """Operations leave the buffer: updates of their sessions must now follow the insert as
+        separate operations."""
+        unwritten = self._unwritten_sessions
+        if unwritten:
+            for kind, _, operation in operations:
+                if kind == _SESSION_OPEN:
+                    unwritten.pop(operation["id"], None)
 
     # ---- writing -----------------------------------------------------------------------------------
 
-    async def _flush_soon(self) -> None:
-        while self._pending:
-            if len(self._pending) < self.max_batch:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
-                except TimeoutError:
-                    pass
-            self._wake.clear()
-            await self.flush()
-            if self._closing:
-                return  # `close()` takes over, with a bounded number of attempts
-
     async def flush(self) -> None:
         """Write everything pending, `max_batch` operations per transaction; stops at a failure."""
-        while self._pending and await self._flush_once():
-            pass
-
-    async def _flush_once(self) -> bool:
-        """Write up to `max_batch` of the oldest operations in one transaction. False when they could
-        not be written and were put back (the database does not answer), after `retry_delay`."""
-        async with self._flush_lock:
-            return await self._flush_batch()
-
-    async def _flush_batch(self) -> bool:
-        # A bounded transaction keeps the database's write lock short for the other writers.
-        operations = self._pending[: self.max_batch]
-        del self._pending[: self.max_batch]
-        if not operations:
-            return True
-        # From here on, updates of these sessions must follow their insert as separate operations.
-        for kind, _, operation in operations:
-            if kind == _SESSION_OPEN:
-                self._unwritten_sessions.pop(operation["id"], None)
-        try:
-            await self._write(operations)
-        except BaseException as error:
-            if not isinstance(error, Exception):
-                # Keep the operations when cancelled; anything recorded meanwhile comes after them.
-                self._pending[:0] = operations
-                raise
-            self.failed_flushes += 1
-            logger.exception("activity_flush_failed operations=%d", len(operations))
-            if await self._database_answers():
-                await self._write_one_by_one(operations)
-                return True
-            self._pending[:0] = operations
-            await asyncio.sleep(max(self.flush_interval, self.retry_delay))
-            return False
-        self.flushes += 1
-        return True
-
-    async def _write_one_by_one(self, operations: list[Operation]) -> None:
-        """A batch failed while the database answers: write each operation alone, in order, so that one
-        the database refuses cannot block the others forever. The refused ones are dropped and counted."""
-        refused = 0
-        for index, operation in enumerate(operations):
-            try:
-                await self._write([operation])
-            except BaseException as error:
-                if not isinstance(error, Exception):
-                    self._pending[:0] = operations[index:]
-                    raise
-                if not await self._database_answers():
-                    # Gone meanwhile: not a refusal. The rest waits for the next attempt.
-                    self._pending[:0] = operations[index:]
-                    break
-                refused += 1
-                logger.warning(
-                    "activity_operation_refused kind=%s client=%s error=%.300s",
-                    operation[0],
-                    operation[1],
-                    error,
-                )
-        if refused:
-            self.refused += refused
-            logger.error("activity_rows_refused dropped=%d total=%d", refused, self.refused)
-
-    async def _database_answers(self) -> bool:
-        try:
-            async with self.store.read() as connection:
-                await connection.execute(select(1))
-        except Exception:
-            return False
-        return True
+        await self._writer.flush()
 
     async def _write(self, operations: list[Operation]) -> None:
         """Write `operations` in one transaction; those of clients deleted meanwhile are skipped."""
@@ -303,25 +256,14 @@ class ActivityWriter:
     async def close(self) -> None:
         """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failed
         transactions (the database does not answer): shutdown must not wait for it forever."""
-        self._closing = True
+        lost = self._writer.lost_rows
         try:
-            if self._flush_task is not None and not self._flush_task.done():
-                # Never cancel a flush in progress: its transaction may be committing.
-                self._wake.set()
-                await self._flush_task
-            failures = 0
-            while self._pending and failures < self.close_attempts:
-                if not await self._flush_once():
-                    failures += 1
-            if self._pending:
-                self.lost += len(self._pending)
-                logger.error("activity_rows_lost operations=%d", len(self._pending))
-                self._pending.clear()
-                self._unwritten_sessions.clear()
+            await self._writer.close()
         finally:
-            self._closing = False
             if self._sqlite is not None:
                 await self._sqlite.close()
+        if self._writer.lost_rows > lost:
+            logger.error("activity_rows_lost operations=%d", self._writer.lost_rows - lost)
 
 
 @dataclass(slots=True)

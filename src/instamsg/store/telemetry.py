@@ -1,16 +1,16 @@
 """The batched writer of device telemetry from the broker's hot path (spec §11.4, C18).
 
 Handlers call `append_network` and `append_info` synchronously; they only record the entry. A flush task
-the writer owns writes what is pending in transactions of at most `max_batch` entries, at most every
+(a `BatchedWriter`) writes what is pending in transactions of at most `max_batch` entries, at most every
 `flush_interval` seconds (or as soon as `max_batch` entries wait): network-log rows are inserted, and
 each client's device state gets its latest network report and its info merged from every info/metadata
-report, in arrival order. Entries of clients deleted meanwhile are skipped. `close()` flushes what is
-left on graceful shutdown and gives up after `close_attempts` failures.
+report, in arrival order. Entries of clients deleted meanwhile are skipped. A batch the database refuses
+while it still answers is written one entry at a time, and only the refused entries are dropped.
+`close()` flushes what is left on graceful shutdown and gives up after `close_attempts` failures.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import secrets
@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
-
-from sqlalchemy import select
 
 from instamsg.store.repositories import telemetry as telemetry_repository
 from instamsg.store.store import Store
+from instamsg.store.writers import BatchedWriter, store_answers
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +87,60 @@ class TelemetryWriter:
     ):
         self.store = store
         self.detect_library = detect_library
-        self.flush_interval = flush_interval
-        self.max_batch = max_batch
-        # Bounds memory while the database is unreachable; entries beyond it are counted and dropped.
-        self.max_pending = max_pending
-        self.retry_delay = retry_delay
-        self.close_attempts = close_attempts
-        self.dropped_entries = 0
-        self.lost_entries = 0
         self.skipped_entries = 0
-        self.flushes = 0
-        self.failed_flushes = 0
-        self._pending: list[InfoReport | NetworkReport] = []
-        self._flush_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._closing = False
-        # One flush at a time (the task's, or a caller's): batches commit in the order recorded.
-        self._flush_lock = asyncio.Lock()
+        self._writer: BatchedWriter[InfoReport | NetworkReport] = BatchedWriter(
+            self._write,
+            name="telemetry",
+            flush_interval=flush_interval,
+            max_batch=max_batch,
+            max_pending=max_pending,
+            retry_delay=retry_delay,
+            close_attempts=close_attempts,
+            database_answers=partial(store_answers, store),
+        )
+        self._append = self._writer.append
+
+    @property
+    def flush_interval(self) -> float:
+        return self._writer.flush_interval
+
+    @property
+    def max_batch(self) -> int:
+        return self._writer.max_batch
+
+    @property
+    def max_pending(self) -> int:
+        return self._writer.max_pending
+
+    @property
+    def retry_delay(self) -> float:
+        return self._writer.retry_delay
+
+    @property
+    def close_attempts(self) -> int:
+        return self._writer.close_attempts
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self._writer.pending
+
+    @property
+    def dropped_entries(self) -> int:
+        """Entries dropped because `max_pending` were waiting, or refused alone by the database."""
+        return self._writer.dropped_rows + self._writer.refused_rows
+
+    @property
+    def lost_entries(self) -> int:
+        """Entries still pending when `close()` gave up."""
+        return self._writer.lost_rows
+
+    @property
+    def flushes(self) -> int:
+        return self._writer.flushes
+
+    @property
+    def failed_flushes(self) -> int:
+        return self._writer.failed_flushes
 
     def append_network(self, row: dict[str, Any]) -> None:
         """Record one network-log row (its `data` becomes the client's latest network state)."""
@@ -119,83 +152,9 @@ class TelemetryWriter:
         """Record one info or metadata report, merged into the client's info at flush time."""
         self._append(InfoReport(client_id, report, time, facts))
 
-    def _append(self, entry: InfoReport | NetworkReport) -> None:
-        if len(self._pending) >= self.max_pending:
-            self.dropped_entries += 1
-            if self.dropped_entries % 10_000 == 1:
-                logger.warning("telemetry_entries_dropped total=%d", self.dropped_entries)
-            return
-        self._pending.append(entry)
-        if self._flush_task is None or self._flush_task.done():
-            self._wake = asyncio.Event()
-            self._flush_task = asyncio.get_running_loop().create_task(
-                self._flush_soon(), name="telemetry-flush"
-            )
-        elif len(self._pending) >= self.max_batch:
-            self._wake.set()
-
-    async def _flush_soon(self) -> None:
-        while self._pending:
-            if len(self._pending) < self.max_batch:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
-                except TimeoutError:
-                    pass
-            self._wake.clear()
-            await self.flush()
-            if self._closing:
-                return  # `close()` takes over, with a bounded number of attempts
-
     async def flush(self) -> None:
         """Write everything pending, `max_batch` entries per transaction; stops at a failure."""
-        while self._pending and await self._flush_once():
-            pass
-
-    async def _flush_once(self) -> bool:
-        """Write up to `max_batch` of the oldest entries in one transaction. False when they could not
-        be written and were put back (the database does not answer), after `retry_delay`."""
-        async with self._flush_lock:
-            # A bounded transaction keeps the database's write lock short for the other writers.
-            entries = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            if not entries:
-                return True
-            return await self._flush_entries(entries)
-
-    async def _flush_entries(self, entries: list[InfoReport | NetworkReport]) -> bool:
-        try:
-            await self._write(entries)
-        except BaseException as error:
-            if not isinstance(error, Exception):
-                # Keep the entries when cancelled; anything recorded meanwhile comes after them.
-                self._pending[:0] = entries
-                raise
-            self.failed_flushes += 1
-            logger.exception("telemetry_flush_failed entries=%d", len(entries))
-            if await self._database_answers():
-                await self._write_one_by_one(entries)
-                return True
-            self._pending[:0] = entries
-            await asyncio.sleep(max(self.flush_interval, self.retry_delay))
-            return False
-        self.flushes += 1
-        return True
-
-    async def _write_one_by_one(self, entries: list[InfoReport | NetworkReport]) -> None:
-        """A batch failed while the database answers: write each entry alone, so that one entry the
-        database refuses cannot block the others forever. The refused ones are dropped and counted."""
-        refused: list[InfoReport | NetworkReport] = []
-        for index, entry in enumerate(entries):
-            try:
-                await self._write([entry])
-            except BaseException as error:
-                if not isinstance(error, Exception):
-                    self._pending[:0] = refused + entries[index:]
-                    raise
-                refused.append(entry)
-        if refused:
-            self.dropped_entries += len(refused)
-            logger.error("telemetry_entries_refused dropped=%d", len(refused))
+        await self._writer.flush()
 
     @staticmethod
     def _client_of(entry: InfoReport | NetworkReport) -> str:
@@ -242,30 +201,10 @@ class TelemetryWriter:
                     },
                 )
 
-    async def _database_answers(self) -> bool:
-        try:
-            async with self.store.read() as connection:
-                await connection.execute(select(1))
-        except Exception:
-            return False
-        return True
-
     async def close(self) -> None:
         """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failed
         transactions (the database does not answer): shutdown must not wait for it forever."""
-        self._closing = True
-        try:
-            if self._flush_task is not None and not self._flush_task.done():
-                # Never cancel a flush in progress: its transaction may be committing.
-                self._wake.set()
-                await self._flush_task
-            failures = 0
-            while self._pending and failures < self.close_attempts:
-                if not await self._flush_once():
-                    failures += 1
-            if self._pending:
-                self.lost_entries += len(self._pending)
-                logger.error("telemetry_entries_lost entries=%d", len(self._pending))
-                self._pending.clear()
-        finally:
-            self._closing = False
+        lost = self._writer.lost_rows
+        await self._writer.close()
+        if self._writer.lost_rows > lost:
+            logger.error("telemetry_entries_lost entries=%d", self._writer.lost_rows - lost)

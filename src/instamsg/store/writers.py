@@ -3,7 +3,9 @@
 `BatchedWriter.append(row)` is synchronous and only appends to a bounded buffer, so hook callbacks can
 call it. A flush task the writer owns hands everything pending to a `write_batch` coroutine at most
 every `flush_interval` seconds, or as soon as `max_batch` rows wait. A failed write keeps its rows
-(ahead of newer ones) and is retried; `close()` flushes what is left on graceful shutdown.
+(ahead of newer ones) and is retried; given a probe that tells the database still answers, a failed
+batch is instead written row by row and only the rows the database refuses are dropped. `close()`
+flushes what is left on graceful shutdown.
 
 `TableInserter` is the usual `write_batch`: it inserts pre-built tuples into one table through the raw
 database driver in one transaction, without SQLAlchemy's per-row statement processing. Rows are driver
@@ -36,15 +38,26 @@ ResultT = TypeVar("ResultT")
 # Rows per multi-row INSERT through the Store's connection: below SQLite's oldest bind limit (999
 # parameters before 3.32) for narrow tables; the writer's own connection asks the library instead.
 SQLITE_ROWS_PER_STATEMENT = 500
-SQLITE_MAX_ROWS_PER_STATEMENT = 4000
+# Rows per statement through a writer's own connection come from this ladder only: the sqlite3 module
+# keeps every statement text it compiled (128 by default), and a compiled multi-row statement is large,
+# so statements of every possible length would hold tens of megabytes.
+SQLITE_STATEMENT_ROWS = (1024, 256, 64, 16, 4, 1)
 # As the Store's own connections wait for the write lock (instamsg.store.database).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-SQLITE_WRITER_CACHE_KIB = 16_384
 _EPOCH = datetime(1970, 1, 1)
 
 
 class BatchedWriter(Generic[RowT]):
-    """A bounded buffer of rows flushed by one task, one `write_batch` call (transaction) per flush."""
+    """A bounded buffer of rows flushed by one task, one `write_batch` call (transaction) per flush.
+
+    With `database_answers` (a probe that returns whether the database still answers), a batch that
+    fails while the database answers is written one row at a time through `write_batch([row])`: rows
+    the database refuses are dropped and counted in `refused_rows`, so that one bad row cannot block
+    the others forever; the rest keep their order. Without it, or while the database does not answer,
+    a failed batch stays pending and is retried. `on_take` is called with the rows leaving the buffer
+    (taken by a flush, before they are written, or lost at close); a row put back after a failed
+    flush is passed again when taken again.
+    """
 
     def __init__(
         self,
@@ -56,6 +69,8 @@ class BatchedWriter(Generic[RowT]):
         max_pending: int = 200_000,
         retry_delay: float = 0.5,
         close_attempts: int = 3,
+        database_answers: Callable[[], Awaitable[bool]] | None = None,
+        on_take: Callable[[list[RowT]], None] | None = None,
     ):
         self.write_batch = write_batch
         self.name = name
@@ -65,9 +80,13 @@ class BatchedWriter(Generic[RowT]):
         self.max_pending = max_pending
         self.retry_delay = retry_delay
         self.close_attempts = close_attempts
+        self.database_answers = database_answers
+        self.on_take = on_take
         self.flushes = 0
         self.failed_flushes = 0
         self.dropped_rows = 0
+        self.refused_rows = 0
+        self.lost_rows = 0
         self._pending: list[RowT] = []
         self._task: asyncio.Task[None] | None = None
         self._batch_full = asyncio.Event()
@@ -79,17 +98,18 @@ class BatchedWriter(Generic[RowT]):
     def pending(self) -> int:
         return len(self._pending)
 
-    def append(self, row: RowT) -> None:
-        """Record one row; never blocks and never touches the database."""
+    def append(self, row: RowT) -> bool:
+        """Record one row; never blocks and never touches the database. False when it was dropped."""
         pending = self._pending
         if len(pending) >= self.max_pending:
             self._drop()
-            return
+            return False
         pending.append(row)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.name}-flush")
         elif len(pending) == self.max_batch:
             self._batch_full.set()
+        return True
 
     def _drop(self) -> None:
         self.dropped_rows += 1
@@ -123,7 +143,8 @@ class BatchedWriter(Generic[RowT]):
             pass
 
     async def _flush_once(self) -> bool:
-        """Write up to `max_batch` of the oldest pending rows in one transaction."""
+        """Write up to `max_batch` of the oldest pending rows in one transaction. False when rows could
+        not be written and were put back (the database does not answer)."""
         async with self._flush_lock:
             if len(self._pending) <= self.max_batch:
                 rows, self._pending = self._pending, []
@@ -133,35 +154,99 @@ class BatchedWriter(Generic[RowT]):
                 del self._pending[: self.max_batch]
             if not rows:
                 return True
+            # Until written or handed to `_write_one_by_one`, the rows go back ahead of anything
+            # appended meanwhile, also when cancelled.
+            put_back = True
             try:
-                await self.write_batch(rows)
-            except BaseException as error:
-                # Keep the rows, also when cancelled; anything recorded meanwhile comes after them.
-                self._pending[:0] = rows
-                if not isinstance(error, Exception):
-                    raise
-                self.failed_flushes += 1
-                logger.exception("batched_flush_failed writer=%s rows=%d", self.name, len(rows))
-                return False
-            self.flushes += 1
+                if self.on_take is not None:
+                    self.on_take(rows)
+                try:
+                    await self.write_batch(rows)
+                except Exception:
+                    self.failed_flushes += 1
+                    logger.exception("batched_flush_failed writer=%s rows=%d", self.name, len(rows))
+                else:
+                    put_back = False
+                    self.flushes += 1
+                    return True
+                if not await self._database_answers():
+                    return False
+                put_back = False
+                return await self._write_one_by_one(rows)
+            finally:
+                if put_back:
+                    self._pending[:0] = rows
+
+    async def _write_one_by_one(self, rows: list[RowT]) -> bool:
+        """A batch failed while the database answers: write each row alone, in order, dropping the ones
+        the database refuses. False when the database stopped answering: the rest is put back."""
+        refused = 0
+        settled = 0
+        try:
+            for row in rows:
+                try:
+                    await self.write_batch([row])
+                except Exception as error:
+                    if not await self._database_answers():
+                        # Gone meanwhile: not a refusal. This row and the rest wait for the next attempt.
+                        return False
+                    refused += 1
+                    logger.warning(
+                        "batched_row_refused writer=%s row=%.200r error=%.300s", self.name, row, error
+                    )
+                settled += 1
             return True
+        finally:
+            if settled < len(rows):
+                self._pending[:0] = rows[settled:]
+            if refused:
+                self.refused_rows += refused
+                logger.error(
+                    "batched_rows_refused writer=%s rows=%d total=%d", self.name, refused, self.refused_rows
+                )
+
+    async def _database_answers(self) -> bool:
+        if self.database_answers is None:
+            return False
+        try:
+            return await self.database_answers()
+        except Exception:
+            return False
 
     async def close(self) -> None:
-        """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failures."""
+        """Flush what is pending; called on graceful shutdown. Gives up after `close_attempts` failures:
+        what is still pending then is dropped and counted in `lost_rows`."""
         self._closing = True
         self._batch_full.set()
-        task = self._task
-        if task is not None:
-            # Never cancel a flush in progress: its transaction may be committing.
-            await task
-        failures = 0
-        while self._pending and failures < self.close_attempts:
-            if not await self._flush_once():
-                failures += 1
-                await asyncio.sleep(self.retry_delay)
-        if self._pending:
-            logger.error("batched_rows_lost writer=%s rows=%d", self.name, len(self._pending))
-        self._closing = False
+        try:
+            task = self._task
+            if task is not None:
+                # Never cancel a flush in progress: its transaction may be committing.
+                await task
+            failures = 0
+            while self._pending and failures < self.close_attempts:
+                if not await self._flush_once():
+                    failures += 1
+                    if failures < self.close_attempts:
+                        await asyncio.sleep(self.retry_delay)
+            if self._pending:
+                lost, self._pending = self._pending, []
+                self.lost_rows += len(lost)
+                logger.error("batched_rows_lost writer=%s rows=%d", self.name, len(lost))
+                if self.on_take is not None:
+                    self.on_take(lost)
+        finally:
+            self._closing = False
+
+
+async def store_answers(store: Store) -> bool:
+    """Whether the Store's database answers a trivial query (a `BatchedWriter` `database_answers` probe)."""
+    try:
+        async with store.read() as connection:
+            await connection.execute(select(1))
+    except Exception:
+        return False
+    return True
 
 
 class TableInserter:
@@ -240,19 +325,10 @@ class TableInserter:
                 prepared = kept
         # Multi-row statements bind in C and step once per chunk; executemany would release and
         # retake the GIL for every row.
-        step = max(
-            1, min(SQLITE_MAX_ROWS_PER_STATEMENT, self._sqlite_variables(connection) // len(self.columns))
-        )
-        for start in range(0, len(prepared), step):
-            chunk = prepared[start : start + step]
-            connection.execute(self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk)))
+        for start, size in sqlite_chunks(connection, len(prepared), len(self.columns)):
+            chunk = prepared[start : start + size]
+            connection.execute(self._sqlite_statement(size), list(chain.from_iterable(chunk)))
         return len(prepared), skipped
-
-    @staticmethod
-    def _sqlite_variables(connection: sqlite3.Connection) -> int:
-        # As many rows per statement as the library binds: each statement releases and retakes the
-        # GIL once, and retaking it waits for the busy event loop thread.
-        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     async def close(self) -> None:
         """Release the writer's own connection and thread (SQLite); the Store is not touched."""
@@ -397,9 +473,6 @@ class SqliteWriterConnection:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # Rows land all over the (client, time) indexes: with SQLite's default 2 MB page cache,
-            # most inserts read their index pages back from the operating system.
-            connection.execute(f"PRAGMA cache_size=-{SQLITE_WRITER_CACHE_KIB}")
             self._connection = connection
         return self._connection
 
@@ -507,17 +580,25 @@ def _grouped_by_columns(
 def _execute_chunked(
     connection: sqlite3.Connection, prefix: str, width: int, rows: list[list[Any]], suffix: str
 ) -> None:
-    step = max(
-        1,
-        min(
-            SQLITE_MAX_ROWS_PER_STATEMENT, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
-        ),
-    )
     placeholders = "(" + ", ".join("?" * width) + ")"
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        statement = prefix + ", ".join([placeholders] * len(chunk)) + suffix
-        connection.execute(statement, list(chain.from_iterable(chunk)))
+    for start, size in sqlite_chunks(connection, len(rows), width):
+        statement = prefix + ", ".join([placeholders] * size) + suffix
+        connection.execute(statement, list(chain.from_iterable(rows[start : start + size])))
+
+
+def sqlite_chunks(connection: sqlite3.Connection, count: int, width: int) -> list[tuple[int, int]]:
+    """(start, size) of the statements that write `count` rows of `width` values: sizes from the
+    `SQLITE_STATEMENT_ROWS` ladder, as large as the library's bind limit allows."""
+    largest = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    chunks = []
+    start = 0
+    for size in SQLITE_STATEMENT_ROWS:
+        if size > largest:
+            continue
+        while count - start >= size:
+            chunks.append((start, size))
+            start += size
+    return chunks
 
 
 _converters: dict[tuple[str, tuple[str, ...]], list[Callable[[Any], Any] | None]] = {}
