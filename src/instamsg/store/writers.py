@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -327,7 +328,7 @@ class TableInserter:
         # retake the GIL for every row.
         for start, size in sqlite_chunks(connection, len(prepared), len(self.columns)):
             chunk = prepared[start : start + size]
-            connection.execute(self._sqlite_statement(size), list(chain.from_iterable(chunk)))
+            connection.execute(self._sqlite_statement(size), self._sqlite_parameters(chunk))
         return len(prepared), skipped
 
     async def close(self) -> None:
@@ -366,25 +367,38 @@ class TableInserter:
                 for start in range(0, len(prepared), SQLITE_ROWS_PER_STATEMENT):
                     chunk = prepared[start : start + SQLITE_ROWS_PER_STATEMENT]
                     cursor = await driver.execute(
-                        self._sqlite_statement(len(chunk)), list(chain.from_iterable(chunk))
+                        self._sqlite_statement(len(chunk)), self._sqlite_parameters(chunk)
                     )
                     await cursor.close()
             else:
                 await self._insert_postgresql(driver, prepared)
         return len(prepared), skipped
 
+    def _sqlite_parameters(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """The rows' values in one list, epoch seconds turned into the text SQLAlchemy stores for
+        DateTime on SQLite (millisecond precision), so comparisons and keyset cursors treat these rows
+        like any other. Rows of one batch mostly share their millisecond: each text is made once."""
+        parameters = list(chain.from_iterable(rows))
+        width = len(self.columns)
+        for index in self._time_columns:
+            last_millisecond = -1
+            last_text = ""
+            for position in range(index, len(parameters), width):
+                seconds = parameters[position]
+                if seconds is None:
+                    continue
+                millisecond = int(seconds * 1000 + 0.5)
+                if millisecond != last_millisecond:
+                    last_millisecond = millisecond
+                    last_text = _millisecond_text(millisecond)
+                parameters[position] = last_text
+        return parameters
+
     def _sqlite_statement(self, row_count: int) -> str:
         statement = self._sqlite_statements.get(row_count)
         if statement is None:
-            # The same text form SQLAlchemy stores for DateTime on SQLite, so comparisons and
-            # keyset cursors treat these rows like any other (millisecond precision).
             placeholders = [
-                "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch') || '000'"
-                if index in self._time_columns
-                else "NULLIF(?, '')"
-                if index in self._empty_as_null
-                else "?"
-                for index in range(len(self.columns))
+                "NULLIF(?, '')" if index in self._empty_as_null else "?" for index in range(len(self.columns))
             ]
             placeholders.extend(_sql_literal(value) for value in self.constants.values())
             values = "(" + ", ".join(placeholders) + ")"
@@ -631,6 +645,12 @@ def _sqlite_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _millisecond_text(millisecond: int) -> str:
+    """Unix epoch milliseconds in SQLAlchemy's SQLite DATETIME text (`YYYY-MM-DD HH:MM:SS.ffffff`)."""
+    seconds, fraction = divmod(millisecond, 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{fraction:03d}000"
 
 
 def _sql_literal(value: bool | int | float | str | None) -> str:
