@@ -50,26 +50,37 @@ def may_subscribe(client: ClientRecord, topic_filter: str) -> bool:
 
 
 class AccessCache:
-    """Decisions of one connection, per (action, topic or filter); cleared when the client changes."""
+    """Decisions of one connection, per (action, topic or filter); cleared when the client changes.
+
+    Each mapping is created on its first decision: most connections subscribe and never publish (or
+    the other way round), and an idle connection should cost little memory."""
 
     __slots__ = ("_publish", "_subscribe")
 
     def __init__(self) -> None:
-        self._publish: dict[str, bool] = {}
-        self._subscribe: dict[str, bool] = {}
+        self._publish: dict[str, bool] | None = None
+        self._subscribe: dict[str, bool] | None = None
 
     def get(self, action: str, topic: str) -> bool | None:
-        return (self._publish if action == PUBLISH else self._subscribe).get(topic)
+        decisions = self._publish if action == PUBLISH else self._subscribe
+        return None if decisions is None else decisions.get(topic)
 
     def put(self, action: str, topic: str, allowed: bool) -> None:
-        decisions = self._publish if action == PUBLISH else self._subscribe
+        if action == PUBLISH:
+            decisions = self._publish
+            if decisions is None:
+                decisions = self._publish = {}
+        else:
+            decisions = self._subscribe
+            if decisions is None:
+                decisions = self._subscribe = {}
         if len(decisions) >= MAX_CACHED_DECISIONS:
             decisions.clear()
         decisions[topic] = allowed
 
     def clear(self) -> None:
-        self._publish.clear()
-        self._subscribe.clear()
+        self._publish = None
+        self._subscribe = None
 
     def __len__(self) -> int:
-        return len(self._publish) + len(self._subscribe)
+        return len(self._publish or ()) + len(self._subscribe or ())

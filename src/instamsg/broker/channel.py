@@ -17,6 +17,7 @@ from instamsg.broker import access
 from instamsg.broker.handlers import acks, connect, disconnect, publish, subscribe
 from instamsg.broker.hooks import HookPoint
 from instamsg.broker.message import Message
+from instamsg.broker.metrics import NO_METER
 from instamsg.broker.profiles import STANDARD, ConnectionProfile
 from instamsg.broker.session import Session
 from instamsg.broker.states import CLOSED, CONNECTED, CONNECTING
@@ -113,8 +114,9 @@ class Channel:
         self.disconnect_reason = ""
         # Acknowledgements waiting for a durable write ahead of them, in PUBLISH order (MQTT-4.6.0-2).
         self.pending_acks: deque[list[bytes]] | None = None
-        self.meter: list[int] = _NO_METER
-        self.tenant_meter: list[int] = _NO_METER
+        # The client's meter row is created on its first message (`own_meter`): idle clients hold none.
+        self.meter: list[int] = NO_METER
+        self.tenant_meter: list[int] = NO_METER
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -124,9 +126,13 @@ class Channel:
 
     def on_open(self) -> None:
         # A socket that never sends CONNECT must not hold a slot for ever.
-        self.keepalive_timer = self.node.wheel.schedule(
-            self.node.settings.connect_timeout, self._connect_timeout
+        self.keepalive_timer = self.node.wheel.schedule_call(
+            self.node.settings.connect_timeout, Channel._connect_timeout, self
         )
+
+    def arm_keepalive(self, delay: float) -> None:
+        # The plain function and the channel, not a bound method: one object less per connection.
+        self.keepalive_timer = self.node.wheel.schedule_call(delay, Channel._keepalive_check, self)
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()
@@ -144,7 +150,7 @@ class Channel:
             logger.info("keepalive_timeout client=%s idle=%.1f", self.client_uuid, idle)
             self.close(ReasonCode.KEEP_ALIVE_TIMEOUT, "keepalive_timeout")
             return
-        self.keepalive_timer = self.node.wheel.schedule(self.keepalive_timeout - idle, self._keepalive_check)
+        self.arm_keepalive(self.keepalive_timeout - idle)
 
     def close(self, reason_code: int | None, reason: str, *, publish_will: bool = True) -> None:
         """Close this connection (MQTT 5: DISCONNECT with `reason_code` first, if connected)."""
@@ -301,6 +307,8 @@ class Channel:
         self.connection.write(frame)
         payload_size = len(message.payload)
         meter = self.meter
+        if meter is NO_METER:
+            meter = self.own_meter()
         meter[2] += 1
         meter[3] += payload_size
         tenant_meter = self.tenant_meter
@@ -337,6 +345,11 @@ class Channel:
             return message.frame(MQTT_5, qos, retain, packet_id, dup, extra)
         return message.frame_with_topic(MQTT_5, topic, qos, retain, packet_id, dup, properties)
 
+    def own_meter(self) -> list[int]:
+        """The client's meter row, made on the connection's first message in or out."""
+        meter = self.meter = self.node.meters.client(self.client_uuid)
+        return meter
+
     def send_pubrel(self, packet_id: int) -> None:
         self.connection.write(acks.ack_frame(0x62, packet_id, 0, self.protocol_level))
 
@@ -356,6 +369,3 @@ class Channel:
                     self.tenant_id, self.client_uuid, subscription.topic_filter, subscription.share_group
                 )
                 logger.info("subscription_revoked client=%s filter=%s", self.client_uuid, key)
-
-
-_NO_METER: Final[list[int]] = [0, 0, 0, 0]

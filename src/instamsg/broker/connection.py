@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 # Frames coalesced before a write goes out within the same loop turn (one syscall per batch either way).
 WRITE_BATCH_FRAMES: Final = 256
 
-_NOT_CONNECTED: Final = object()
 # Listeners whose transport can carry a client certificate.
 _SECURE_LISTENERS: Final = frozenset({"mqtts", "wss"})
 
@@ -38,7 +37,7 @@ class Connection(asyncio.Protocol):
         "_flush_scheduled",
         "_frames",
         "_loop",
-        "_peername",
+        "_peer",
         "channel",
         "closed",
         "decoder",
@@ -55,24 +54,22 @@ class Connection(asyncio.Protocol):
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.decoder = FrameDecoder(node.settings.max_packet_size, server_side=True)
-        self._frames: list[bytes] = []
+        # Frames waiting for this turn's flush; None while there are none (most of an idle connection's life).
+        self._frames: list[bytes] | None = None
         self._flush_scheduled = False
         self._abort_timer: Timer | None = None
         self._loop = asyncio.get_running_loop()
         self.writable = True
         self.closed = False
-        self._peername: Any = _NOT_CONNECTED
+        self._peer = ""
         self.peer_common_name: str | None = None
         self.peer_certificate_serial: str | None = None  # lowercase hex, no leading zeros
         self.channel = Channel(node, self)
 
     @property
     def peer(self) -> str:
-        """The client's address as host:port, for logs; formatted when asked, not on every connect."""
-        peername = self._peername
-        if peername is _NOT_CONNECTED:
-            return ""
-        return f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        """The client's address as host:port, for logs and the session record."""
+        return self._peer
 
     # ---- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -84,7 +81,9 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(settings.write_buffer_high_water, settings.write_buffer_low_water)
         # TCP_NODELAY and SO_KEEPALIVE come from the listening socket (`BrokerNode.start`): accepted
         # sockets inherit them, which saves two system calls and a socket object per connect.
-        self._peername = transport.get_extra_info("peername")
+        # Formatted once here: one string is smaller than the (host, port) tuple with its two objects,
+        # and every accepted connect formats it anyway for its session record.
+        self._peer = _format_peer(transport.get_extra_info("peername"))
         if self.listener in _SECURE_LISTENERS:
             peer_certificate = transport.get_extra_info("peercert")
             self.peer_common_name = _peer_common_name(peer_certificate)
@@ -123,7 +122,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._frames.clear()
+        self._frames = None
         self.transport = None
         if self._abort_timer is not None:
             self._abort_timer.cancel()
@@ -150,7 +149,10 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         frames = self._frames
-        frames.append(frame)
+        if frames is None:
+            frames = self._frames = [frame]
+        else:
+            frames.append(frame)
         if len(frames) >= WRITE_BATCH_FRAMES:
             # A long read (a publisher's whole window in one chunk) must not hold every delivery back
             # until the turn ends: the receiver can start on the first batch while we route the rest.
@@ -165,9 +167,9 @@ class Connection(asyncio.Protocol):
 
     def _write_out(self) -> None:
         frames = self._frames
-        if not frames or self.transport is None or self.closed:
+        if frames is None or self.transport is None or self.closed:
             return
-        self._frames = []
+        self._frames = None
         self.transport.writelines(frames)
 
     def close(self) -> None:
@@ -190,6 +192,12 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def _format_peer(peername: Any) -> str:
+    if isinstance(peername, tuple):
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername)
 
 
 def _peer_common_name(certificate: Any) -> str | None:

@@ -15,6 +15,9 @@ BYTES_IN: Final = 1
 MESSAGES_OUT: Final = 2
 BYTES_OUT: Final = 3
 
+# The meter of a connection that has had no traffic yet: compared by identity, never bumped.
+NO_METER: Final[list[int]] = [0, 0, 0, 0]
+
 
 @dataclass(frozen=True, slots=True)
 class MeterDelta:

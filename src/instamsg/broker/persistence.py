@@ -105,7 +105,7 @@ def restore_session(stored: StoredSession, settings: BrokerSettings) -> Session:
             entry = InflightEntry(message, item.qos, item.retain, item.subscription_identifiers)
             if item.packet_id in released:
                 entry.state = AWAITING_COMPLETE
-            session.inflight[item.packet_id] = entry
+            session.restore_inflight(item.packet_id, entry)
         elif len(session.queue) < session.max_queued:
             session.restore_queued(Queued(message, item.qos, item.retain, item.subscription_identifiers))
     session.inbound_unreleased = set(stored.inbound_unreleased)

@@ -147,9 +147,11 @@ class Session:
         self.channel: Outbound | None = None
         # Key: the filter as subscribed, `$share/<group>/` prefix included.
         self.subscriptions: dict[str, Subscription] = {}
-        self.inflight: dict[int, InflightEntry] = {}
-        # The queue and the unreleased QoS 2 ids start as shared empty immutables and become a deque
-        # and a set on first use (`_enqueue`, `mark_unreleased`): an idle session costs ~1 KiB less.
+        # The window starts as one shared empty dict and gets its own on the first QoS 1/2 delivery
+        # (`_send_new`, `restore_inflight`); nothing else adds to it. The queue and the unreleased
+        # QoS 2 ids likewise start as shared empty immutables and become a deque and a set on first
+        # use (`_enqueue`, `mark_unreleased`): an idle session costs ~1 KiB less.
+        self.inflight: dict[int, InflightEntry] = _NO_INFLIGHT
         self.queue: deque[Queued] | tuple[()] = ()
         self.inbound_unreleased: set[int] | frozenset[int] = _NO_PACKET_IDS
         self.next_packet_id = 1
@@ -264,10 +266,19 @@ class Session:
         subscription_identifiers: tuple[int, ...] | None,
     ) -> None:
         packet_id = self.allocate_packet_id()
-        self.inflight[packet_id] = InflightEntry(message, qos, retain, subscription_identifiers)
+        inflight = self.inflight
+        if inflight is _NO_INFLIGHT:
+            inflight = self.inflight = {}
+        inflight[packet_id] = InflightEntry(message, qos, retain, subscription_identifiers)
         if not channel.send_publish(message, qos, retain, packet_id, message.dup, subscription_identifiers):
             # Refused by the connection (larger than the client's Maximum Packet Size, MQTT-3.1.2-25).
-            del self.inflight[packet_id]
+            del inflight[packet_id]
+
+    def restore_inflight(self, packet_id: int, entry: InflightEntry) -> None:
+        """Put back a window entry read from a session store."""
+        if self.inflight is _NO_INFLIGHT:
+            self.inflight = {}
+        self.inflight[packet_id] = entry
 
     def pump(self) -> None:
         """Move queued messages into the window while it has room and the connection is writable."""
@@ -331,7 +342,11 @@ class Session:
 
     def clear(self) -> None:
         """Forget all state but the identity (a clean start)."""
-        self.inflight.clear()
+        self.inflight = _NO_INFLIGHT
         self.queue = ()
         self.inbound_unreleased = _NO_PACKET_IDS
         self.subscriptions.clear()
+
+
+# Never added to: `Session._send_new` and `restore_inflight` give a session its own dict first.
+_NO_INFLIGHT: Final[dict[int, InflightEntry]] = {}

@@ -168,7 +168,8 @@ class FrameDecoder:
         self.server_side = server_side
         self._connect_seen = False
         self._error: MqttError | None = None
-        self._pending: list[bytes] = []
+        # Bytes of an incomplete packet; a shared empty tuple while there are none (the usual case).
+        self._pending: list[bytes] | tuple[()] = ()
         self._pending_size = 0
         self._needed = 0
         self._protocol_level: int | None = None
@@ -249,13 +250,14 @@ class FrameDecoder:
         """Add received bytes; return the packets they complete, in order."""
         if self._error is not None:
             raise self._error
-        if self._pending:
-            self._pending.append(bytes(data))
+        pending = self._pending
+        if pending:
+            pending.append(bytes(data))
             self._pending_size += len(data)
             if self._pending_size < self._needed:
                 return []
-            data = b"".join(self._pending)
-            self._pending = []
+            data = b"".join(pending)
+            self._pending = ()
             self._pending_size = 0
         elif type(data) is not bytes:
             data = bytes(data)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from instamsg.services.configs import ConfigService
 if TYPE_CHECKING:
     from instamsg.broker.channel import Channel
     from instamsg.broker.message import Message
+    from instamsg.broker.timers import Timer
     from instamsg.protocol.plugin import DeviceProtocol
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class ConfigSync:
         self._queue: asyncio.Queue[_Operation] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        # Connections waiting for their push-on-connect delay, oldest first (see `on_connected`).
+        self._waiting_deadlines: deque[float] = deque()
+        self._waiting_channels: deque[Channel] = deque()
+        self._waiting_timer: Timer | None = None
 
     # ---------------------------------------------------------------------------------------------- hooks
 
@@ -110,20 +115,38 @@ class ConfigSync:
     def on_connected(self, channel: Channel) -> None:
         if self._closed or not channel.client_uuid:
             return
-        operation = _ConnectPush(channel.client_uuid, channel.tenant_id, channel)
-        # The node's timer wheel, not a task per connection: reconnect storms stay cheap.
-        self.devices.node.wheel.schedule(
-            self.push_on_connect_delay, functools.partial(self._push_after_delay, operation)
-        )
+        # Every connect waits the same delay, so the waiting channels queue up in deadline order and one
+        # timer of the node's wheel serves them all: a connection costs two deque entries while it
+        # waits, not a timer, a callback and an operation (reconnect storms and idle fleets stay cheap).
+        wheel = self.devices.node.wheel
+        self._waiting_deadlines.append(wheel.now() + self.push_on_connect_delay)
+        self._waiting_channels.append(channel)
+        if self._waiting_timer is None:
+            self._waiting_timer = wheel.schedule(self.push_on_connect_delay, self._push_due)
 
     # ---------------------------------------------------------------------------------------------- worker
 
     def _is_current(self, operation: _ConnectPush) -> bool:
         return self.devices.node.channels.get(operation.client_id) is operation.channel
 
-    def _push_after_delay(self, operation: _ConnectPush) -> None:
-        if not self._closed and self._is_current(operation):
-            self._enqueue(operation)
+    def _push_due(self) -> None:
+        """Queue the connect push of every channel whose delay is over and which is still current."""
+        self._waiting_timer = None
+        deadlines = self._waiting_deadlines
+        channels = self._waiting_channels
+        wheel = self.devices.node.wheel
+        now = wheel.now()
+        while deadlines and deadlines[0] <= now:
+            deadlines.popleft()
+            channel = channels.popleft()
+            operation = _ConnectPush(channel.client_uuid, channel.tenant_id, channel)
+            if not self._closed and self._is_current(operation):
+                self._enqueue(operation)
+        if self._closed:
+            deadlines.clear()
+            channels.clear()
+        elif deadlines:
+            self._waiting_timer = wheel.schedule(deadlines[0] - now, self._push_due)
 
     def _enqueue(self, operation: _Operation) -> None:
         if self._closed:
@@ -168,6 +191,11 @@ class ConfigSync:
     async def close(self) -> None:
         """Stop accepting work, apply what is queued (for at most `close_timeout` s), stop the worker."""
         self._closed = True
+        if self._waiting_timer is not None:
+            self._waiting_timer.cancel()
+            self._waiting_timer = None
+        self._waiting_deadlines.clear()
+        self._waiting_channels.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), self.close_timeout)
         if self._worker is not None:

@@ -116,6 +116,8 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
         return
     # The same value, held once: the directory's string serves every connection of this client.
     client_uuid = channel.client_uuid = client.uuid
+    if channel.client_id == client_uuid:
+        channel.client_id = client_uuid  # the identifier is usually the UUID: keep one string, not two
     # Certificates (spec §4.2 step 8, D11, S10).
     common_name = channel.connection.peer_common_name
     if common_name is not None and common_name.lower() != client_uuid:
@@ -204,7 +206,6 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
     session, session_present = node.open_session(channel, clean_start, expiry_interval, window)
     channel.session = session
     session.max_qos = min(profile.max_qos, settings.max_qos)
-    channel.meter = node.meters.client(client_uuid)
     channel.tenant_meter = node.meters.tenant(client.tenant_id)
     if channel.keepalive_timer is not None:
         channel.keepalive_timer.cancel()
@@ -212,7 +213,7 @@ def handle_connect(channel: Channel, packet: Connect) -> None:
     channel.state = CONNECTED
     channel.touch()
     if channel.keepalive_timeout:
-        channel.keepalive_timer = node.wheel.schedule(channel.keepalive_timeout, channel._keepalive_check)
+        channel.arm_keepalive(channel.keepalive_timeout)
 
     connack_properties: Properties = {}
     if level == MQTT_5:

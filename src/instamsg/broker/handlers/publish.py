@@ -10,6 +10,7 @@ from instamsg.broker import access
 from instamsg.broker.handlers.acks import ack_frame
 from instamsg.broker.hooks import HookPoint
 from instamsg.broker.message import Message, forwarded_properties
+from instamsg.broker.metrics import NO_METER
 from instamsg.broker.router import is_reserved, is_uuid
 from instamsg.broker.session import CommitBarrier
 from instamsg.mqtt.encoder import encode
@@ -85,6 +86,8 @@ def handle_publish(channel: Channel, packet: Publish) -> None:
     # Metering counts every publish received, accepted or not.
     payload_size = len(packet.payload)
     meter = channel.meter
+    if meter is NO_METER:
+        meter = channel.own_meter()
     meter[0] += 1
     meter[1] += payload_size
     tenant_meter = channel.tenant_meter
