@@ -64,6 +64,13 @@ def cell_lines(record: dict[str, Any] | None) -> list[str]:
             f"{record['generator_cpu_utilisation']:.0%} ({record['bottleneck']}-bound)"
         )
     lines.append(f"RSS {record['broker_rss_bytes'] / 2**20:,.1f} MiB, loss {record['loss']}")
+    if record.get("history_rows") is not None:
+        stored = record["history_rows"]
+        lines.append(
+            f"history: all {stored:,} stored"
+            if record.get("history_complete")
+            else f"HISTORY INCOMPLETE: {stored:,} of {record.get('messages') or 0:,} stored"
+        )
     if record.get("stalled"):
         lines.append("STALLED: deliveries stopped")
     elif not record.get("completed", True):

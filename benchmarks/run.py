@@ -37,6 +37,8 @@ QUICK_OTHER_CLIENTS = 200
 SATURATED = 0.9
 # CPU (in cores) used by other processes from which the run counts as contended.
 CONTENDED = 0.3
+# Scenarios whose every published message is an application message the history must store.
+HISTORY_KINDS = frozenset({"flow", "routing", "history"})
 NAMES = frozenset(scenario.name for scenario in SCENARIOS)
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -148,6 +150,7 @@ async def run_one(scenario: Scenario, target: Target, context: dict[str, Any]) -
     except TargetUnavailable as error:
         return {**record, "status": "not_available", "reason": str(error)}
     record["broker_start_s"] = round(time.monotonic() - starting, 2)
+    history_before = target.history_rows()
     procstat.PROFILING.label = f"{scenario.name}-{target.name}"
     procstat.PROFILING.windows = 0
     try:
@@ -195,7 +198,13 @@ async def run_one(scenario: Scenario, target: Target, context: dict[str, Any]) -
         return {**base, "status": "error", "reason": f"{type(error).__name__}: {error}"[:300]}
     finally:
         gc.enable()
+        # A graceful stop flushes the history writer, so the rows can be counted afterwards.
         target.stop()
+        if history_before is not None and record.get("status") == "ok" and scenario.kind in HISTORY_KINDS:
+            history_after = target.history_rows()
+            if history_after is not None:
+                record["history_rows"] = history_after - history_before
+                record["history_complete"] = record["history_rows"] >= (record.get("messages") or 0)
 
 
 def bottleneck(broker: float | None, generator: float | None, other: float | None) -> str:

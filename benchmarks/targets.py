@@ -17,6 +17,7 @@ import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -197,6 +198,10 @@ class Target(ABC):
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+    def history_rows(self) -> int | None:
+        """Rows in the broker's message history, when it keeps one the runner can count."""
+        return None
 
     def endpoint(self, transport: str) -> Endpoint:
         port = self.ports.get(transport)
@@ -501,6 +506,21 @@ class InstaMsgTarget(Target):
         self.database = needs.database
 
     _measured_pid: int | None = None
+
+    def history_rows(self) -> int | None:
+        """Rows in the SQLite message history (None on PostgreSQL): the runner compares the rows a
+        scenario added with the messages it published, so a broker that drops history shows it."""
+        if self.database not in (None, "sqlite"):
+            return None
+        path = self.data_dir / "instamsg.db"
+        if not path.exists():
+            return None
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            (count,) = connection.execute("SELECT count(*) FROM message").fetchone()
+        finally:
+            connection.close()
+        return int(count)
 
     @property
     def pid(self) -> int:
