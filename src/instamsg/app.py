@@ -342,7 +342,12 @@ class Platform:
             ),
         )
         if settings.mqtt_history:
-            self.history = HistoryWriter(self.store, flush_interval=settings.history_flush_interval_seconds)
+            self.history = HistoryWriter(
+                self.store,
+                flush_interval=settings.history_flush_interval_seconds,
+                # Publishers are slowed down (sockets not read) rather than history rows dropped.
+                on_backlog=self.node.set_ingest_paused,
+            )
             install_history(self.devices, self.history.record)
         if settings.history_retention_days > 0:
             self.retention = HistoryRetention(self.store, settings.history_retention_days)

@@ -440,3 +440,29 @@ async def test_connect_reply_kept_open_then_closed(connect_raw: Connect, hooks: 
     client.send(b"\xc0\x00")  # ignored: the connection handles nothing after the reply
     assert await client.expect_closed(timeout=4) == b""
     assert loop.time() - started >= 1.5  # settings.connect_timeout is 2 s in these tests
+
+
+# ---- ingest backpressure (a writer on the message path that cannot keep up) ----------------------
+
+
+async def test_paused_ingest_holds_publishes_until_resumed(connect_raw: Connect, node: BrokerNode) -> None:
+    subscriber = await connected(connect_raw, CAROL)
+    subscriber.send(subscribe_bytes(1, ("d/+", 0)))
+    await subscriber.expect(b"\x90\x03\x00\x01\x00")
+    publisher = await connected(connect_raw, ALICE)
+    node.set_ingest_paused(True)
+    publisher.send(publish_bytes("d/x", b"held"))
+    # The socket is not read while paused: nothing is routed, nothing is lost.
+    await subscriber.expect_silence()
+    late = await connected_while_paused(connect_raw)
+    node.set_ingest_paused(False)
+    await subscriber.expect(publish_bytes("d/x", b"held"))
+    answer = await late.read_exactly(4)
+    assert answer[0] == 0x20 and answer[3] == 0  # a connection opened during the pause is read too
+
+
+async def connected_while_paused(connect_raw: Connect) -> RawClient:
+    client: RawClient = await connect_raw()
+    client.send(connect_bytes(BOB, level=4))
+    await client.expect_silence()  # CONNECT is not read yet: no CONNACK
+    return client

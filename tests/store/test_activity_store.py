@@ -23,6 +23,7 @@ from instamsg.store.repositories import traffic as traffic_repository
 from instamsg.store.repositories.traffic import ActivityDelta
 from instamsg.store.store import Store
 from instamsg.store.tables import client, client_device_state, client_log, client_session
+from tests.support.stores import unreachable_store
 
 T0 = datetime(2026, 11, 27, 10, 15, 0, tzinfo=UTC)
 
@@ -254,15 +255,11 @@ async def test_a_refused_operation_is_dropped_alone_and_close_returns(
 
 
 async def test_close_gives_up_after_its_attempts_while_the_database_is_down(tmp_path: Path) -> None:
-    # A database file in a directory that does not exist: every connection fails.
-    unreachable = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
-    writer = ActivityWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
-    writer.log("c", "t", "INFO", "never stored")
-    writer.update_client("c", {"last_connect_at": T0})
-    try:
+    async with unreachable_store(tmp_path) as unreachable:
+        writer = ActivityWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
+        writer.log("c", "t", "INFO", "never stored")
+        writer.update_client("c", {"last_connect_at": T0})
         await asyncio.wait_for(writer.close(), timeout=10)
-    finally:
-        await unreachable.close()
     assert (writer.lost, writer.pending) == (2, 0)
 
 

@@ -18,6 +18,7 @@ from instamsg.store.repositories.telemetry import NetworkLogFilters
 from instamsg.store.store import Store
 from instamsg.store.tables import client_device_state
 from instamsg.store.telemetry import ConnectionFacts, TelemetryWriter
+from tests.support.stores import unreachable_store
 
 PYTHON_FACTS = ConnectionFacts("legacy-a", "mqtt", "cbf7d550-7204-11e4-a2ad", "info", False)
 C_FACTS = ConnectionFacts("legacy-b", "mqtt", "EMPTY", "metadata", True)
@@ -127,15 +128,11 @@ async def test_an_entry_the_database_refuses_does_not_block_the_others(
 async def test_close_gives_up_after_its_attempts_while_the_database_is_down(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A database file in a directory that does not exist: every connection fails.
-    unreachable = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
-    writer = TelemetryWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
-    writer.append_network(network_log_row("c", "t", "t", {"imei": "1"}, utc_now()))
-    writer.append_info("c", {"model": "x"}, utc_now(), C_FACTS)
-    try:
+    async with unreachable_store(tmp_path) as unreachable:
+        writer = TelemetryWriter(unreachable, flush_interval=0.01, retry_delay=0.01, close_attempts=2)
+        writer.append_network(network_log_row("c", "t", "t", {"imei": "1"}, utc_now()))
+        writer.append_info("c", {"model": "x"}, utc_now(), C_FACTS)
         await asyncio.wait_for(writer.close(), timeout=10)
-    finally:
-        await unreachable.close()
     assert (writer.lost_entries, writer.pending) == (2, 0)
     assert any("telemetry_entries_lost entries=2" in record.getMessage() for record in caplog.records)
 

@@ -366,3 +366,52 @@ async def test_retention_runs_periodically_until_stopped(store: Store, services:
     assert retention.deleted_rows == 1
     async with store.read() as connection:
         assert (await connection.execute(select(func.count()).select_from(message))).scalar_one() == 0
+
+
+async def test_a_backlog_asks_the_producer_to_slow_down_until_it_is_written() -> None:
+    written: list[str] = []
+
+    async def write(rows: list[str]) -> None:
+        written.extend(rows)
+
+    signals: list[bool] = []
+    writer: BatchedWriter[str] = BatchedWriter(
+        write, name="test", flush_interval=60, max_batch=4, max_pending=8, on_backlog=signals.append
+    )
+    for row in "abc":
+        writer.append(row)
+    assert signals == []
+    writer.append("d")  # half of max_pending
+    assert signals == [True] and writer.backlogged
+    writer.append("e")
+    assert signals == [True]  # told once
+    await writer._flush_once()  # 1 left: under a quarter of max_pending
+    assert signals == [True, False] and not writer.backlogged
+    await writer.close()
+    assert written == list("abcde") and writer.dropped_rows == 0
+
+
+async def test_no_backlog_signal_while_the_database_is_unreachable() -> None:
+    async def unreachable(rows: list[str]) -> None:
+        raise ConnectionError("database unreachable")
+
+    signals: list[bool] = []
+    writer: BatchedWriter[str] = BatchedWriter(
+        unreachable,
+        name="test",
+        flush_interval=60,
+        max_pending=8,
+        retry_delay=0.01,
+        on_backlog=signals.append,
+    )
+    for row in "abcd":
+        writer.append(row)
+    assert signals == [True]
+    # The producer must not be held back for as long as the database is down: the signal is lifted,
+    # and rows beyond max_pending are dropped and counted instead.
+    await writer._flush_once()
+    assert signals == [True, False]
+    for row in "efghij":
+        writer.append(row)
+    assert signals == [True, False] and writer.dropped_rows == 2
+    await asyncio.wait_for(writer.close(), timeout=10)

@@ -92,6 +92,8 @@ class Connection(asyncio.Protocol):
             self.closed = True
             transport.abort()
             return
+        if self.node.ingest_paused:
+            transport.pause_reading()
         self.channel.on_open()
 
     def data_received(self, data: bytes) -> None:
@@ -134,14 +136,22 @@ class Connection(asyncio.Protocol):
         # The client reads slower than we write: stop reading its socket too (it cannot push more work)
         # and let sessions queue (bounded) instead of growing the transport buffer.
         self.writable = False
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+        self.sync_reading()
 
     def resume_writing(self) -> None:
         self.writable = True
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        self.sync_reading()
         self.channel.on_writable()
+
+    def sync_reading(self) -> None:
+        """Read the socket only while this client can be written to and the node takes in messages."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if self.writable and not self.node.ingest_paused:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
 
     # ---- writing ---------------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class BrokerNode:
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}  # connected channels by client UUID
         self.connections: set[Connection] = set()
+        self.ingest_paused = False  # see `set_ingest_paused`
         self.ports: dict[str, int | None] = dict.fromkeys(LISTENERS)
         # MQTT 3.1 (MQIsdp) connections; the device-protocol plugin refines it per layout.
         self.legacy_profile = dataclasses.replace(LEGACY, keepalive_floor=settings.legacy_keepalive_floor)
@@ -251,6 +252,16 @@ class BrokerNode:
 
     def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
+
+    def set_ingest_paused(self, paused: bool) -> None:
+        """Stop (or resume) reading every client socket: a writer on the message path (the history)
+        cannot keep up, and TCP flow control slows the publishers instead of messages being lost."""
+        if paused == self.ingest_paused:
+            return
+        self.ingest_paused = paused
+        logger.warning("ingest_%s connections=%d", "paused" if paused else "resumed", len(self.connections))
+        for connection in list(self.connections):
+            connection.sync_reading()
 
     # ---- sessions --------------------------------------------------------------------------------
 

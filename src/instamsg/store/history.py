@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,7 @@ class HistoryWriter:
         max_batch: int = 50_000,
         max_pending: int = 200_000,
         retry_delay: float = 0.5,
+        on_backlog: Callable[[bool], None] | None = None,
     ):
         self.store = store
         self.ids = MessageIds()
@@ -96,6 +98,7 @@ class HistoryWriter:
             max_batch=max_batch,
             max_pending=max_pending,
             retry_delay=retry_delay,
+            on_backlog=on_backlog,
         )
         # The hot path calls this bound method directly: one call per message.
         self.record = self._writer.append
@@ -107,6 +110,11 @@ class HistoryWriter:
     @property
     def pending(self) -> int:
         return self._writer.pending
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the writer asked its producer to slow down (`on_backlog(True)`)."""
+        return self._writer.backlogged
 
     @property
     def dropped_rows(self) -> int:

@@ -72,6 +72,7 @@ class BatchedWriter(Generic[RowT]):
         close_attempts: int = 3,
         database_answers: Callable[[], Awaitable[bool]] | None = None,
         on_take: Callable[[list[RowT]], None] | None = None,
+        on_backlog: Callable[[bool], None] | None = None,
     ):
         self.write_batch = write_batch
         self.name = name
@@ -83,6 +84,14 @@ class BatchedWriter(Generic[RowT]):
         self.close_attempts = close_attempts
         self.database_answers = database_answers
         self.on_take = on_take
+        # Told True when the pending rows reach half of `max_pending` and False once they are back
+        # under a quarter: the producer slows down (the broker stops reading sockets) instead of
+        # the writer dropping rows at `max_pending`.
+        self.on_backlog = on_backlog
+        self.backlogged = False
+        self._backlog_at = max(1, max_pending // 2)
+        # The last flush found the database unreachable: no backlog signal until a flush succeeds.
+        self._unreachable = False
         self.flushes = 0
         self.failed_flushes = 0
         self.dropped_rows = 0
@@ -106,11 +115,26 @@ class BatchedWriter(Generic[RowT]):
             self._drop()
             return False
         pending.append(row)
+        if (
+            len(pending) >= self._backlog_at
+            and self.on_backlog is not None
+            and not self.backlogged
+            and not self._unreachable
+        ):
+            self._set_backlogged(True)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.name}-flush")
         elif len(pending) == self.max_batch:
             self._batch_full.set()
         return True
+
+    def _set_backlogged(self, backlogged: bool) -> None:
+        self.backlogged = backlogged
+        assert self.on_backlog is not None
+        try:
+            self.on_backlog(backlogged)
+        except Exception:
+            logger.exception("backlog_callback_failed writer=%s", self.name)
 
     def _drop(self) -> None:
         self.dropped_rows += 1
@@ -169,14 +193,20 @@ class BatchedWriter(Generic[RowT]):
                 else:
                     put_back = False
                     self.flushes += 1
+                    self._unreachable = False
                     return True
                 if not await self._database_answers():
+                    # Holding the producer back would stop it for as long as the database is down:
+                    # rows are dropped at `max_pending` instead, and counted.
+                    self._unreachable = True
                     return False
                 put_back = False
                 return await self._write_one_by_one(rows)
             finally:
                 if put_back:
                     self._pending[:0] = rows
+                if self.backlogged and (self._unreachable or len(self._pending) < self.max_pending // 4):
+                    self._set_backlogged(False)
 
     async def _write_one_by_one(self, rows: list[RowT]) -> bool:
         """A batch failed while the database answers: write each row alone, in order, dropping the ones
