@@ -130,26 +130,6 @@ class ActivityWriter:
         self._record = self._writer.append
 
     @property
-    def flush_interval(self) -> float:
-        return self._writer.flush_interval
-
-    @property
-    def max_batch(self) -> int:
-        return self._writer.max_batch
-
-    @property
-    def max_pending(self) -> int:
-        return self._writer.max_pending
-
-    @property
-    def retry_delay(self) -> float:
-        return self._writer.retry_delay
-
-    @property
-    def close_attempts(self) -> int:
-        return self._writer.close_attempts
-
-    @property
     def pending(self) -> int:
         return self._writer.pending
 

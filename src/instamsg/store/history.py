@@ -112,11 +112,6 @@ class HistoryWriter:
         return self._writer.pending
 
     @property
-    def backlogged(self) -> bool:
-        """Whether the writer asked its producer to slow down (`on_backlog(True)`)."""
-        return self._writer.backlogged
-
-    @property
     def dropped_rows(self) -> int:
         return self._writer.dropped_rows
 
